@@ -1,0 +1,89 @@
+# sbx build. `make` builds, `make test` installs what is missing, builds and
+# runs every test, `make run` installs, builds and runs the main job.
+# SAN=1 builds with AddressSanitizer+UBSan into build-asan/.
+
+SAN ?= 0
+ifeq ($(SAN),1)
+BUILD ?= build-asan
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+BUILD ?= build
+SANFLAGS :=
+endif
+
+CC ?= cc
+OPT ?= -O2
+CFLAGS ?= $(OPT) -g
+CFLAGS += -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+          -Wno-unused-parameter -fno-strict-aliasing -MMD -MP $(SANFLAGS) \
+          -Iinclude -Isrc/engine -I$(BUILD)/gen
+LDFLAGS += $(SANFLAGS)
+
+ENGINE_SRC := $(wildcard src/engine/*.c)
+CLI_SRC    := $(wildcard src/cli/*.c)
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+HELPER_SRC := $(wildcard tests/helpers/*.c)
+
+ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ    := $(CLI_SRC:%.c=$(BUILD)/%.o)
+UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+HELPER_BIN := $(HELPER_SRC:tests/helpers/%.c=$(BUILD)/helpers/%)
+
+LIBSBX := $(BUILD)/libsbx.a
+SBX    := $(BUILD)/sbx
+SECCOMP_INC := $(BUILD)/gen/seccomp_filter.inc
+
+.PHONY: all deps test run bench clean asan check-leaks
+all: $(SBX) $(UNIT_BIN) $(HELPER_BIN)
+
+deps:
+	@tools/deps.sh
+
+# The seccomp filter is compiled from the policy by libseccomp at build time.
+$(BUILD)/tools/seccomp_gen: tools/seccomp_gen.c src/engine/seccomp_policy.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c17 -D_GNU_SOURCE -O1 -Wall -Wextra -Werror -Isrc/engine $< -o $@ -lseccomp
+$(SECCOMP_INC): $(BUILD)/tools/seccomp_gen
+	@mkdir -p $(dir $@)
+	$< > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/%.o: %.c | $(SECCOMP_INC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIBSBX): $(ENGINE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(SBX): $(CLI_OBJ) $(LIBSBX)
+	$(CC) $(LDFLAGS) $(CLI_OBJ) $(LIBSBX) -o $@ -lm
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIBSBX)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $< $(LIBSBX) -o $@
+
+# Helpers run inside sandboxes (bind-mounted in by tests): static so they
+# need nothing from the image.
+$(BUILD)/helpers/%: tests/helpers/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c17 -D_GNU_SOURCE -O1 -Wall -Wextra -Werror -static $< -o $@
+
+test: deps
+	$(MAKE) all
+	tests/run.sh $(BUILD)
+
+asan:
+	$(MAKE) SAN=1 all
+	tests/run.sh build-asan
+
+run: deps
+	$(MAKE) all
+	tools/demo.sh $(BUILD)
+
+bench: all
+	bench/start.sh $(BUILD)
+
+clean:
+	rm -rf build build-asan
+
+-include $(wildcard $(BUILD)/src/*/*.d $(BUILD)/tests/unit/*.d)

@@ -1,0 +1,145 @@
+/* libsbx: the isolation engine.
+ *
+ * A sandbox is described by an sbx_spec, created with sbx_sandbox_create(),
+ * used with sbx_sandbox_exec() (any number of times), and removed with
+ * sbx_sandbox_destroy(). Every function reports failure through an sbx_err
+ * whose message names what was wrong and, for bad input, what is allowed.
+ */
+#ifndef SBX_ENGINE_H
+#define SBX_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Error classes; the CLI maps SBX_E_INVALID/SBX_E_NOTFOUND to exit 125. */
+enum sbx_errcode {
+    SBX_OK = 0,
+    SBX_E_INVALID = 1, /* bad input: flag, value, volume, spec */
+    SBX_E_NOTFOUND = 2, /* image, host path, sandbox not found */
+    SBX_E_SYSTEM = 3,   /* a syscall failed on the host */
+    SBX_E_LIMIT = 4,    /* a configured limit refuses the request */
+};
+
+typedef struct sbx_err {
+    int code;       /* enum sbx_errcode */
+    int sys_errno;  /* errno when code == SBX_E_SYSTEM, else 0 */
+    char msg[512];
+} sbx_err;
+
+/* ---- engine ------------------------------------------------------------ */
+
+typedef struct sbx_engine_config {
+    const char *run_dir;     /* locks and derived layers; default /run/sbx */
+    const char *image_dir;   /* named images: <image_dir>/<name>/; default /var/lib/sbx/images */
+    const char *cgroup_name; /* parent cgroup under each hierarchy; default "sbx" */
+    const char *cgroup_fs;   /* cgroup mount root; default /sys/fs/cgroup (tests point elsewhere) */
+    uint32_t uid_base;       /* host uid/gid that root inside maps to; default 1000000000 */
+    uint32_t uid_count;      /* ids mapped; default 65536 */
+} sbx_engine_config;
+
+typedef struct sbx_engine sbx_engine;
+
+/* Opens the engine: detects cgroup controllers, prepares run_dir, and
+ * removes leftovers (cgroups, layers) of sandboxes whose owner died. */
+int sbx_engine_open(const sbx_engine_config *cfg, sbx_engine **out, sbx_err *err);
+void sbx_engine_close(sbx_engine *eng);
+/* One line per controller, e.g. "memory: v1 /sys/fs/cgroup/memory". */
+int sbx_engine_describe(const sbx_engine *eng, char *buf, size_t len);
+
+/* ---- sandbox spec ------------------------------------------------------ */
+
+typedef struct sbx_volume {
+    const char *host;  /* existing host path */
+    const char *guest; /* absolute path inside the sandbox, no ".." */
+    bool readonly;
+} sbx_volume;
+
+typedef struct sbx_spec {
+    const char *id;       /* [A-Za-z0-9_.-]{1,63}; NULL: generated */
+    const char *image;    /* "host" (default), an image name, or a directory */
+    const char *hostname; /* default "sbx" */
+    double cpus;          /* fractional cores as CFS quota; 0 = unlimited */
+    uint64_t memory_mib;  /* hard limit, no swap; 0 = unlimited */
+    uint64_t pids;        /* 0 = unlimited */
+    uint64_t disk_mib;    /* writable layer size; 0 = SBX_DEFAULT_DISK_MIB */
+    const char *layer_dir;/* NULL: tmpfs layer (throwaway); else on-disk upper dir kept across runs */
+    const sbx_volume *volumes;
+    size_t n_volumes;
+} sbx_spec;
+
+#define SBX_DEFAULT_DISK_MIB 1024
+#define SBX_USER_UID 1000
+
+/* Parses "HOST:GUEST[:ro|:rw]" into v (pointers into buf, which is
+ * modified). Checks syntax only; sbx_sandbox_create checks existence. */
+int sbx_volume_parse(char *buf, sbx_volume *v, sbx_err *err);
+
+/* ---- sandboxes --------------------------------------------------------- */
+
+typedef struct sbx_sandbox sbx_sandbox;
+
+int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out, sbx_err *err);
+const char *sbx_sandbox_id(const sbx_sandbox *sb);
+pid_t sbx_sandbox_pid(const sbx_sandbox *sb); /* host pid of the sandbox init */
+/* Kills every process of the sandbox, removes its cgroups and layer (a
+ * layer_dir is kept). Safe on NULL. */
+void sbx_sandbox_destroy(sbx_sandbox *sb);
+
+typedef struct sbx_stats {
+    uint64_t cpu_usec;     /* cpu time of all processes so far */
+    uint64_t memory_bytes; /* current usage */
+    uint64_t memory_peak;  /* high-water mark (0 if the kernel cannot say) */
+    uint64_t oom_kills;    /* processes the kernel killed at the memory limit */
+    uint64_t pids;         /* processes now */
+} sbx_stats;
+
+int sbx_sandbox_stats(const sbx_sandbox *sb, sbx_stats *st, sbx_err *err);
+
+enum sbx_stream { SBX_STDOUT = 1, SBX_STDERR = 2 };
+typedef void (*sbx_output_cb)(void *ud, int stream, const char *data, size_t len);
+
+typedef struct sbx_exec_spec {
+    char *const *argv;      /* argv[0] is looked up in PATH when it has no '/' */
+    char *const *env;       /* extra KEY=VALUE entries, override defaults */
+    const char *workdir;    /* default: the user's home */
+    const char *user;       /* "user" (default, uid 1000) or "root" */
+    int stdin_fd;           /* -1: /dev/null */
+    int stdout_fd;          /* -1: captured (and streamed to on_output) */
+    int stderr_fd;          /* -1: captured (and streamed to on_output) */
+    size_t capture_max;     /* bytes kept per captured stream; 0 = 1 MiB */
+    uint64_t timeout_ms;    /* 0 = none */
+    bool kill_on_timeout;   /* timeout destroys the whole sandbox (sbx run) */
+    int signal_fd;          /* -1: none; when readable, an int signal number is read
+                               from it and sent to the command's process group */
+    sbx_output_cb on_output;
+    void *ud;
+} sbx_exec_spec;
+
+typedef struct sbx_exec_result {
+    int exit_code;          /* valid when signal == 0 */
+    int signal;             /* terminating signal, 0 if it exited */
+    bool timed_out;
+    bool oom_killed;        /* the kernel's OOM killer fired in this sandbox during the run */
+    int exec_errno;         /* non-zero: the command could not be started ... */
+    char exec_error[256];   /* ... and why, e.g. "'foo': not found in PATH" */
+    char *out, *err;        /* captured streams, NUL-terminated; free with sbx_exec_result_free */
+    size_t out_len, err_len;
+    bool out_truncated, err_truncated;
+    uint64_t wall_usec;
+    uint64_t cpu_usec;      /* cpu time used by the run */
+    uint64_t memory_peak;   /* peak memory of the run, bytes */
+} sbx_exec_result;
+
+int sbx_sandbox_exec(sbx_sandbox *sb, const sbx_exec_spec *xs, sbx_exec_result *res, sbx_err *err);
+void sbx_exec_result_free(sbx_exec_result *res);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,63 @@
+/* sbx: entry point and subcommand dispatch. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SBX_VERSION "0.1.0"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: sbx <command> [options]\n"
+               "\n"
+               "commands:\n"
+               "  run      run a command in a new sandbox (sbx run --help)\n"
+               "  info     show what the engine detected on this host\n"
+               "  version  print the version\n");
+}
+
+int cli_engine_open(sbx_engine **eng, sbx_err *err)
+{
+    sbx_engine_config cfg = {
+        .run_dir = getenv("SBX_RUN_DIR"),
+        .image_dir = getenv("SBX_IMAGE_DIR"),
+        .cgroup_name = getenv("SBX_CGROUP_NAME"),
+    };
+    const char *base = getenv("SBX_UID_BASE");
+    if (base && *base) {
+        char *end;
+        unsigned long v = strtoul(base, &end, 10);
+        if (*end || v == 0 || v > 0xFFFEFFFEul) {
+            snprintf(err->msg, sizeof(err->msg), "SBX_UID_BASE '%s' is invalid (allowed: 1 to 4294901758)", base);
+            err->code = SBX_E_INVALID;
+            return -1;
+        }
+        cfg.uid_base = (uint32_t)v;
+    }
+    return sbx_engine_open(&cfg, eng, err);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return SBX_EXIT_OWN_ERROR;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "run") == 0)
+        return cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "info") == 0)
+        return cmd_info(argc - 1, argv + 1);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("sbx %s\n", SBX_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "sbx: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return SBX_EXIT_OWN_ERROR;
+}

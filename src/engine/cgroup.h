@@ -1,0 +1,103 @@
+/* cgroups: per-controller detection (v1 or v2), limits, stats, kill, removal.
+ *
+ * Controllers are detected one by one: a host may run memory on v1 and
+ * hugetlb on v2 (this build machine does), or everything on v2 (most
+ * production hosts). Each sandbox gets one directory per distinct hierarchy
+ * it uses: <mount>/<cgroup_name>/<id>.
+ *
+ * Creation is planned first, as a list of mkdir/write steps computed from
+ * paths and limits alone (sbx_cg_plan_create), then applied. The plan is
+ * what the unit tests check for v1 and v2 against fake trees.
+ */
+#ifndef SBX_CGROUP_H
+#define SBX_CGROUP_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "sbx/engine.h"
+
+enum sbx_cg_ctl { SBX_CG_MEMORY, SBX_CG_CPU, SBX_CG_CPUACCT, SBX_CG_PIDS, SBX_CG_NCTL };
+enum sbx_cg_ver { SBX_CG_NONE = 0, SBX_CG_V1 = 1, SBX_CG_V2 = 2 };
+
+typedef struct sbx_cg_layout {
+    int ver[SBX_CG_NCTL];              /* enum sbx_cg_ver per controller */
+    char mount[SBX_CG_NCTL][PATH_MAX]; /* hierarchy mount point serving it */
+    char v2_mount[PATH_MAX];           /* "" when no cgroup2 is mounted */
+} sbx_cg_layout;
+
+/* Pure: from the text of /proc/self/mountinfo and the content of the v2
+ * root's cgroup.controllers (NULL/"" when none), fill the layout.
+ * cpuacct on v2 is served by cpu.stat, so it follows cpu there. */
+int sbx_cg_detect_text(const char *mountinfo, const char *v2_controllers, sbx_cg_layout *out);
+/* Reads <cgroup_fs>/... and /proc/self/mountinfo. cgroup_fs only filters
+ * which mounts count (those below it), so tests can use a fake tree. */
+int sbx_cg_detect(const char *cgroup_fs, sbx_cg_layout *out, sbx_err *err);
+const char *sbx_cg_ctl_name(int ctl);
+
+typedef struct sbx_cg_limits {
+    double cpus;           /* 0 = no quota */
+    uint64_t memory_bytes; /* 0 = no limit */
+    uint64_t pids;         /* 0 = no limit */
+} sbx_cg_limits;
+
+enum sbx_cg_op_kind { SBX_CG_OP_MKDIR, SBX_CG_OP_WRITE };
+typedef struct sbx_cg_op {
+    int kind;
+    bool optional;       /* failure is tolerated (e.g. memsw without swap accounting) */
+    bool exist_ok;       /* MKDIR: an existing dir is fine (the shared <name> parent) */
+    char path[PATH_MAX];
+    char value[64];      /* for WRITE */
+} sbx_cg_op;
+
+#define SBX_CG_MAX_OPS 32
+typedef struct sbx_cg_plan {
+    sbx_cg_op ops[SBX_CG_MAX_OPS];
+    int n;
+} sbx_cg_plan;
+
+/* Pure: the steps that create cgroup <name>/<id> with limits. */
+int sbx_cg_plan_create(const sbx_cg_layout *lay, const char *name, const char *id,
+                       const sbx_cg_limits *lim, sbx_cg_plan *plan);
+
+#define SBX_CG_MAX_DIRS SBX_CG_NCTL
+typedef struct sbx_cgroup {
+    int ndirs;
+    char dir[SBX_CG_MAX_DIRS][PATH_MAX];   /* distinct cgroup dirs of this sandbox */
+    int procs_fd[SBX_CG_MAX_DIRS];         /* open cgroup.procs, for joining from the child */
+    int dir_of[SBX_CG_NCTL];               /* index into dir[] per controller, -1 if unused */
+    int ver[SBX_CG_NCTL];
+} sbx_cgroup;
+
+/* Plans and applies creation; on failure removes what it made. */
+int sbx_cg_create(const sbx_cg_layout *lay, const char *name, const char *id,
+                  const sbx_cg_limits *lim, sbx_cgroup *cg, sbx_err *err);
+/* Async-signal-safe: moves the calling process into every cgroup of cg
+ * (writes "0" to each procs_fd). Returns 0 or -errno. Used by the child
+ * right after clone, before it runs anything. */
+int sbx_cg_join_self(const sbx_cgroup *cg);
+/* Closes the procs fds (the parent does it after the child joined). */
+void sbx_cg_close_fds(sbx_cgroup *cg);
+
+typedef struct sbx_cg_stats {
+    uint64_t cpu_usec, memory_bytes, memory_peak, oom_kills, pids;
+} sbx_cg_stats;
+
+/* Pure parsers, unit-tested: value of `key` in "key value\n" lines
+ * (memory.events, memory.stat, cpu.stat, v1 memory.oom_control). */
+int sbx_cg_parse_keyed(const char *text, const char *key, uint64_t *out);
+
+int sbx_cg_stats_read(const sbx_cgroup *cg, sbx_cg_stats *st);
+/* SIGKILLs every process in the sandbox's cgroups (cgroup.kill on v2 when
+ * the kernel has it, else a procs sweep until empty). */
+int sbx_cg_kill_all(const sbx_cgroup *cg);
+/* Removes the cgroup dirs (retrying while the kernel drains them) and the
+ * parent <name> dir when it became empty. Closes fds. */
+int sbx_cg_destroy(sbx_cgroup *cg, sbx_err *err);
+
+/* Leftovers: for each <mount>/<name>/<id> whose id is_live() says is dead,
+ * kill what is in it and remove it. Returns how many were removed. */
+int sbx_cg_sweep(const sbx_cg_layout *lay, const char *name, bool (*is_live)(const char *id, void *ud),
+                 void *ud);
+
+#endif

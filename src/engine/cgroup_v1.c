@@ -1,0 +1,71 @@
+/* cgroup v1: limit files and statistics of the memory, cpu, cpuacct and
+ * pids hierarchies (each possibly a separate mount). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "cgroup_internal.h"
+
+int sbx_cg_v1_plan_limits(int ctl, const char *dir, const sbx_cg_limits *lim, sbx_cg_plan *plan)
+{
+    char v[32];
+    int r = 0;
+
+    switch (ctl) {
+    case SBX_CG_MEMORY:
+        if (!lim->memory_bytes)
+            return 0;
+        snprintf(v, sizeof(v), "%" PRIu64, lim->memory_bytes);
+        /* memsw (memory+swap) may never be below the memory limit, so it
+         * goes second; it only exists with swap accounting on, hence
+         * optional. Equal values mean: no swap. */
+        r = sbx_cg_plan_write(plan, dir, "memory.limit_in_bytes", v, false);
+        if (!r)
+            r = sbx_cg_plan_write(plan, dir, "memory.memsw.limit_in_bytes", v, true);
+        /* Older kernels refuse swappiness under use_hierarchy: best effort. */
+        if (!r)
+            r = sbx_cg_plan_write(plan, dir, "memory.swappiness", "0", true);
+        return r;
+    case SBX_CG_CPU:
+        if (lim->cpus <= 0)
+            return 0;
+        snprintf(v, sizeof(v), "%u", SBX_CG_PERIOD_US);
+        r = sbx_cg_plan_write(plan, dir, "cpu.cfs_period_us", v, false);
+        snprintf(v, sizeof(v), "%" PRIu64, sbx_cg_cpu_quota(lim->cpus));
+        if (!r)
+            r = sbx_cg_plan_write(plan, dir, "cpu.cfs_quota_us", v, false);
+        return r;
+    case SBX_CG_PIDS:
+        if (!lim->pids)
+            return 0;
+        snprintf(v, sizeof(v), "%" PRIu64, lim->pids);
+        return sbx_cg_plan_write(plan, dir, "pids.max", v, false);
+    default:
+        return 0; /* cpuacct only accounts */
+    }
+}
+
+int sbx_cg_v1_stats(int ctl, const char *dir, sbx_cg_stats *st)
+{
+    uint64_t v = 0;
+    int r = 0;
+
+    switch (ctl) {
+    case SBX_CG_MEMORY:
+        r = sbx_cg_read_u64(dir, "memory.usage_in_bytes", &st->memory_bytes);
+        if (sbx_cg_read_u64(dir, "memory.max_usage_in_bytes", &st->memory_peak) < 0)
+            st->memory_peak = 0;
+        /* oom_kill appeared in oom_control with 4.13; absent means unknown. */
+        if (sbx_cg_read_keyed(dir, "memory.oom_control", "oom_kill", &st->oom_kills) < 0)
+            st->oom_kills = 0;
+        return r;
+    case SBX_CG_CPUACCT:
+        r = sbx_cg_read_u64(dir, "cpuacct.usage", &v); /* nanoseconds */
+        st->cpu_usec = v / 1000;
+        return r;
+    case SBX_CG_PIDS:
+        return sbx_cg_read_u64(dir, "pids.current", &st->pids);
+    default:
+        return 0; /* v1 cpu has no usage counter; cpuacct has it */
+    }
+}

@@ -1,0 +1,145 @@
+/* The engine handle: configuration, cgroup detection, run directory, and
+ * the sweep that removes what crashed runs left behind. */
+#include "internal.h"
+#include "util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DEFAULT_UID_BASE 1000000000u
+
+static int set_path(char *dst, const char *src, const char *def, const char *what, sbx_err *err)
+{
+    const char *v = src && *src ? src : def;
+    if (v[0] != '/')
+        return sbx_fail(err, SBX_E_INVALID, "%s '%s' must be an absolute path", what, v);
+    if (sbx_pathf(dst, PATH_MAX, "%s", v) < 0)
+        return sbx_fail(err, SBX_E_INVALID, "%s is too long", what);
+    return 0;
+}
+
+/* A sandbox is live while someone holds the lock on its file. */
+static bool lock_is_live(const char *lock_dir, const char *id)
+{
+    char path[PATH_MAX];
+    if (sbx_pathf(path, sizeof(path), "%s/%s", lock_dir, id) < 0)
+        return true;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return errno != ENOENT;
+    bool live = flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+    close(fd);
+    return live;
+}
+
+static bool cg_is_live(const char *id, void *ud)
+{
+    return lock_is_live((const char *)ud, id);
+}
+
+static void sweep(sbx_engine *eng)
+{
+    /* Cgroups first (their lock files tell who is live), then the locks. */
+    sbx_cg_sweep(&eng->cg, eng->cg_name, cg_is_live, eng->lock_dir);
+    DIR *d = opendir(eng->lock_dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[PATH_MAX];
+        if (sbx_pathf(path, sizeof(path), "%s/%s", eng->lock_dir, e->d_name) < 0)
+            continue;
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+            continue;
+        /* Unlink while holding the lock, so no live owner loses its file. */
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+            unlink(path);
+        close(fd);
+    }
+    closedir(d);
+}
+
+int sbx_engine_open(const sbx_engine_config *cfg, sbx_engine **out, sbx_err *err)
+{
+    static const sbx_engine_config none;
+    if (!cfg)
+        cfg = &none;
+    *out = NULL;
+    sbx_engine *eng = calloc(1, sizeof(*eng));
+    if (!eng)
+        return sbx_fail(err, SBX_E_SYSTEM, "out of memory");
+    if (set_path(eng->run_dir, cfg->run_dir, "/run/sbx", "run directory", err) < 0 ||
+        set_path(eng->image_dir, cfg->image_dir, "/var/lib/sbx/images", "image directory", err) < 0 ||
+        set_path(eng->cg_fs, cfg->cgroup_fs, "/sys/fs/cgroup", "cgroup filesystem", err) < 0)
+        goto fail;
+    const char *name = cfg->cgroup_name && *cfg->cgroup_name ? cfg->cgroup_name : "sbx";
+    if (!sbx_valid_name(name)) {
+        sbx_fail(err, SBX_E_INVALID, "cgroup name '%s' is invalid (allowed: [A-Za-z0-9_.-]{1,63})", name);
+        goto fail;
+    }
+    snprintf(eng->cg_name, sizeof(eng->cg_name), "%s", name);
+    eng->uid_base = cfg->uid_base ? cfg->uid_base : DEFAULT_UID_BASE;
+    eng->uid_count = cfg->uid_count ? cfg->uid_count : 65536;
+    if (eng->uid_count < 65536 || eng->uid_base == 0 || (uint64_t)eng->uid_base + eng->uid_count > 0xFFFFFFFEull) {
+        sbx_fail(err, SBX_E_INVALID,
+                 "uid range %u+%u is invalid (the base must be above 0, so root inside is never host root; "
+                 "at least 65536 ids; below 2^32-1)",
+                 eng->uid_base, eng->uid_count);
+        goto fail;
+    }
+    if (sbx_pathf(eng->lock_dir, PATH_MAX, "%s/sandboxes", eng->run_dir) < 0 ||
+        sbx_pathf(eng->stage_dir, PATH_MAX, "%s/root", eng->run_dir) < 0 ||
+        sbx_pathf(eng->layer_dir, PATH_MAX, "%s/layer", eng->run_dir) < 0 ||
+        sbx_pathf(eng->empty_dir, PATH_MAX, "%s/empty", eng->run_dir) < 0 ||
+        sbx_pathf(eng->etc_mask, PATH_MAX, "%s/etc-mask", eng->run_dir) < 0) {
+        sbx_fail(err, SBX_E_INVALID, "run directory path is too long");
+        goto fail;
+    }
+    const char *dirs[] = {eng->run_dir, eng->lock_dir, eng->stage_dir, eng->layer_dir, eng->empty_dir};
+    for (size_t i = 0; i < SBX_ARRAY_LEN(dirs); i++) {
+        int r = sbx_mkdir_p(dirs[i], 0711);
+        if (r < 0) {
+            sbx_fail_errno(err, -r, "create %s", dirs[i]);
+            goto fail;
+        }
+    }
+    if (sbx_cg_detect(eng->cg_fs, &eng->cg, err) < 0)
+        goto fail;
+    sweep(eng);
+    *out = eng;
+    return 0;
+fail:
+    free(eng);
+    return -1;
+}
+
+void sbx_engine_close(sbx_engine *eng)
+{
+    free(eng);
+}
+
+int sbx_engine_describe(const sbx_engine *eng, char *buf, size_t len)
+{
+    size_t off = 0;
+    for (int c = 0; c < SBX_CG_NCTL; c++) {
+        const char *v = eng->cg.ver[c] == SBX_CG_V1 ? "v1" : eng->cg.ver[c] == SBX_CG_V2 ? "v2" : "none";
+        int n = snprintf(buf + off, len - off, "cgroup %-8s %-4s %s\n", sbx_cg_ctl_name(c), v,
+                         eng->cg.ver[c] ? eng->cg.mount[c] : "-");
+        if (n < 0 || (size_t)n >= len - off)
+            return -1;
+        off += (size_t)n;
+    }
+    int n = snprintf(buf + off, len - off, "uid map  0 -> %u (%u ids)\nrun dir  %s\n", eng->uid_base, eng->uid_count,
+                     eng->run_dir);
+    return (n < 0 || (size_t)n >= len - off) ? -1 : 0;
+}

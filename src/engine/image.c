@@ -1,0 +1,240 @@
+/* Images: resolving names to root trees, and the host image's /etc layer.
+ *
+ * The built-in image "host" shows the host's /usr, /bin, /lib* and /etc
+ * read-only. /etc is an overlay of a small "mask" layer over the host's
+ * /etc: the mask hides secrets (whiteouts over /etc/shadow and friends) and
+ * supplies passwd/group with the sandbox users, so the host's files are
+ * never copied or changed. The mask is rebuilt when the host's /etc moves.
+ */
+#include "internal.h"
+#include "util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+int sbx_image_resolve(const sbx_engine *eng, const char *image, int *kind, char *dir, size_t dirlen,
+                      sbx_err *err)
+{
+    struct stat st;
+    if (!image || !*image || strcmp(image, "host") == 0) {
+        *kind = SBX_IMAGE_HOST;
+        dir[0] = '\0';
+        return 0;
+    }
+    if (strchr(image, '/')) {
+        if (image[0] != '/')
+            return sbx_fail(err, SBX_E_INVALID, "image directory '%s' must be an absolute path", image);
+        if (stat(image, &st) < 0 || !S_ISDIR(st.st_mode))
+            return sbx_fail(err, SBX_E_NOTFOUND, "image directory '%s' does not exist", image);
+        if (sbx_pathf(dir, dirlen, "%s", image) < 0)
+            return sbx_fail(err, SBX_E_INVALID, "image path too long");
+        *kind = SBX_IMAGE_DIR;
+        return 0;
+    }
+    if (!sbx_valid_name(image))
+        return sbx_fail(err, SBX_E_INVALID,
+                        "image name '%s' is invalid (allowed: 'host', a name of [A-Za-z0-9_.-], or an absolute directory)",
+                        image);
+    if (sbx_pathf(dir, dirlen, "%s/%s", eng->image_dir, image) < 0)
+        return sbx_fail(err, SBX_E_INVALID, "image path too long");
+    if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+        return sbx_fail(err, SBX_E_NOTFOUND, "image '%s' not found (looked for %s; built-in: host)", image, dir);
+    *kind = SBX_IMAGE_DIR;
+    return 0;
+}
+
+/* Files under /etc that must not be visible in a sandbox. */
+static const char *const etc_hidden[] = {
+    "shadow", "shadow-", "gshadow", "gshadow-", "security/opasswd", "ssl/private", "sudoers", "sudoers.d",
+    "krb5.keytab", "subuid-", "subgid-",
+};
+
+static int mask_stamp(char *buf, size_t len)
+{
+    /* The mask derives from these; any change in them rebuilds it. */
+    static const char *const srcs[] = {"/etc", "/etc/passwd", "/etc/group", "/etc/ssh", "/etc/ssl"};
+    size_t off = 0;
+    for (size_t i = 0; i < SBX_ARRAY_LEN(srcs); i++) {
+        struct stat st;
+        long long s = 0, ns = 0, ino = 0;
+        if (stat(srcs[i], &st) == 0) {
+            s = (long long)st.st_mtim.tv_sec;
+            ns = st.st_mtim.tv_nsec;
+            ino = (long long)st.st_ino;
+        }
+        int n = snprintf(buf + off, len - off, "%s %lld.%09lld %lld\n", srcs[i], s, ns, ino);
+        if (n < 0 || (size_t)n >= len - off)
+            return -1;
+        off += (size_t)n;
+    }
+    return 0;
+}
+
+/* Copies lines of a passwd/group file, dropping entries with id 1000 or
+ * name "user", then appends the sandbox's own entry. */
+static int write_ids_file(const char *src, const char *dst, const char *own)
+{
+    char *text = sbx_slurp(src, NULL);
+    FILE *out = fopen(dst, "we");
+    if (!out) {
+        free(text);
+        return -errno;
+    }
+    for (char *line = text, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        /* name:x:ID:... */
+        char *c1 = strchr(line, ':');
+        char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        long id = c2 ? strtol(c2 + 1, NULL, 10) : -1;
+        if (!c1 || (c1 - line == 4 && strncmp(line, "user", 4) == 0) || id == SBX_USER_UID)
+            continue;
+        fprintf(out, "%s\n", line);
+    }
+    fputs(own, out);
+    free(text);
+    return fclose(out) == 0 ? 0 : -errno;
+}
+
+static int whiteout(const char *root, const char *rel)
+{
+    char path[PATH_MAX], dir[PATH_MAX];
+    if (sbx_pathf(path, sizeof(path), "%s/%s", root, rel) < 0)
+        return -ENAMETOOLONG;
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    *slash = '\0';
+    int r = sbx_mkdir_p(dir, 0755);
+    if (r < 0)
+        return r;
+    /* An overlayfs whiteout is a 0:0 character device. */
+    if (mknod(path, S_IFCHR | 0000, makedev(0, 0)) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+static void rm_rf(const char *path)
+{
+    DIR *d = opendir(path);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+                continue;
+            char sub[PATH_MAX];
+            if (sbx_pathf(sub, sizeof(sub), "%s/%s", path, e->d_name) < 0)
+                continue;
+            if (e->d_type == DT_DIR)
+                rm_rf(sub);
+            else
+                unlink(sub);
+        }
+        closedir(d);
+    }
+    rmdir(path);
+}
+
+static int build_mask(const char *dir)
+{
+    char p[PATH_MAX];
+    int r;
+    if (mkdir(dir, 0755) < 0)
+        return -errno;
+    sbx_pathf(p, sizeof(p), "%s/passwd", dir);
+    if ((r = write_ids_file("/etc/passwd", p, "user:x:1000:1000:sandbox user:/home/user:/bin/bash\n")) < 0)
+        return r;
+    sbx_pathf(p, sizeof(p), "%s/group", dir);
+    if ((r = write_ids_file("/etc/group", p, "user:x:1000:\n")) < 0)
+        return r;
+    static const struct { const char *name, *text; } files[] = {
+        {"hostname", "sbx\n"},
+        {"hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"},
+        {"resolv.conf", "# sbx: the sandbox has no network beyond loopback\n"},
+    };
+    for (size_t i = 0; i < SBX_ARRAY_LEN(files); i++) {
+        sbx_pathf(p, sizeof(p), "%s/%s", dir, files[i].name);
+        int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0)
+            return -errno;
+        ssize_t n = write(fd, files[i].text, strlen(files[i].text));
+        close(fd);
+        if (n < 0)
+            return -EIO;
+    }
+    for (size_t i = 0; i < SBX_ARRAY_LEN(etc_hidden); i++) {
+        char host[PATH_MAX];
+        struct stat st;
+        sbx_pathf(host, sizeof(host), "/etc/%s", etc_hidden[i]);
+        if (lstat(host, &st) == 0 && (r = whiteout(dir, etc_hidden[i])) < 0)
+            return r;
+    }
+    /* SSH host private keys: every /etc/ssh/ssh_host_*_key. */
+    DIR *d = opendir("/etc/ssh");
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            size_t n = strlen(e->d_name);
+            if (strncmp(e->d_name, "ssh_host_", 9) == 0 && n > 4 && strcmp(e->d_name + n - 4, "_key") == 0) {
+                char rel[300];
+                snprintf(rel, sizeof(rel), "ssh/%s", e->d_name);
+                if ((r = whiteout(dir, rel)) < 0) {
+                    closedir(d);
+                    return r;
+                }
+            }
+        }
+        closedir(d);
+    }
+    return 0;
+}
+
+int sbx_etc_mask_ensure(const sbx_engine *eng, sbx_err *err)
+{
+    char want[1024], have[1024] = "", stamp_path[PATH_MAX];
+    if (mask_stamp(want, sizeof(want)) < 0)
+        return sbx_fail(err, SBX_E_SYSTEM, "etc mask: stamp too long");
+    sbx_pathf(stamp_path, sizeof(stamp_path), "%s.stamp", eng->etc_mask);
+    if (sbx_read_file(stamp_path, have, sizeof(have), NULL) == 0 && strcmp(have, want) == 0)
+        return 0;
+
+    /* Build aside, then swap in: sandboxes starting meanwhile see either
+     * the old or the new mask, never half of one. */
+    char tmp[PATH_MAX], old[PATH_MAX];
+    sbx_pathf(tmp, sizeof(tmp), "%s.new.%d", eng->etc_mask, (int)getpid());
+    sbx_pathf(old, sizeof(old), "%s.old.%d", eng->etc_mask, (int)getpid());
+    rm_rf(tmp);
+    int r = build_mask(tmp);
+    if (r < 0) {
+        rm_rf(tmp);
+        return sbx_fail_errno(err, -r, "etc mask: build %s", tmp);
+    }
+    if (rename(eng->etc_mask, old) < 0 && errno != ENOENT) {
+        rm_rf(tmp);
+        return sbx_fail_errno(err, errno, "etc mask: rename %s", eng->etc_mask);
+    }
+    if (rename(tmp, eng->etc_mask) < 0) {
+        int e = errno;
+        rm_rf(tmp);
+        return sbx_fail_errno(err, e, "etc mask: rename %s", tmp);
+    }
+    rm_rf(old);
+    char stamp_tmp[PATH_MAX];
+    sbx_pathf(stamp_tmp, sizeof(stamp_tmp), "%s.%d", stamp_path, (int)getpid());
+    FILE *f = fopen(stamp_tmp, "we");
+    if (f) {
+        fputs(want, f);
+        if (fclose(f) == 0)
+            rename(stamp_tmp, stamp_path);
+        else
+            unlink(stamp_tmp);
+    }
+    return 0;
+}

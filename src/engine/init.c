@@ -1,0 +1,330 @@
+/* The sandbox's pid 1.
+ *
+ * After setup, the sandbox's first process stays as its init: it reaps
+ * orphans and starts commands on request from the host ("exec"), so a
+ * command in a live sandbox costs one fork, not a new sandbox. When it
+ * dies the kernel kills everything else in the pid namespace.
+ *
+ * It may have been cloned from a multi-threaded host process, so it never
+ * allocates and never calls fork() (whose atfork handlers could wait on a
+ * lock another thread held at clone time): children come from raw clone.
+ */
+#include "internal.h"
+#include "seccomp.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_KIDS 1024
+
+static struct kid {
+    pid_t pid;
+    int chan;
+    uint64_t id;
+} kids[MAX_KIDS];
+static int nkids;
+
+static _Alignas(8) char req[SBX_MAX_EXEC_MSG + 4096];
+
+static pid_t raw_fork(void)
+{
+    return (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, 0UL, NULL, NULL, 0UL);
+}
+
+struct exec_fail {
+    int32_t stage, err;
+};
+
+static void __attribute__((noreturn)) child_fail(int errfd, int stage, int e)
+{
+    struct exec_fail f = {stage, e};
+    ssize_t n = write(errfd, &f, sizeof(f));
+    (void)n;
+    _exit(e == ENOENT ? 127 : 126);
+}
+
+static const char *env_get(char *const *env, uint32_t n, const char *key)
+{
+    size_t k = strlen(key);
+    for (uint32_t i = 0; i < n; i++)
+        if (strncmp(env[i], key, k) == 0 && env[i][k] == '=')
+            return env[i] + k + 1;
+    return NULL;
+}
+
+/* execvpe with the command's own PATH (glibc's would use ours). */
+static int exec_path(const char *file, char *const *argv, char *const *env, uint32_t envc)
+{
+    if (strchr(file, '/')) {
+        execve(file, argv, env);
+        return -errno;
+    }
+    const char *path = env_get(env, envc, "PATH");
+    if (!path)
+        path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    int result = -ENOENT;
+    char buf[PATH_MAX];
+    for (const char *p = path;; p++) {
+        const char *e = strchrnul(p, ':');
+        size_t dl = (size_t)(e - p);
+        if (dl + strlen(file) + 2 < sizeof(buf)) {
+            if (dl)
+                memcpy(buf, p, dl);
+            else
+                buf[dl++] = '.';
+            buf[dl] = '/';
+            strcpy(buf + dl + 1, file);
+            execve(buf, argv, env);
+            if (errno == EACCES)
+                result = -EACCES;
+            else if (errno != ENOENT && errno != ENOTDIR)
+                return -errno;
+        }
+        if (!*e)
+            break;
+        p = e;
+    }
+    return result;
+}
+
+static int mkdir_p_as_user(char *path)
+{
+    for (char *s = path + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        mkdir(path, 0755);
+        *s = '/';
+    }
+    return mkdir(path, 0755);
+}
+
+/* In the forked child: become the requested user with no privilege left,
+ * then exec. Every step that fails is reported through errfd. */
+static void __attribute__((noreturn))
+exec_child(const struct sbx_msg_exec *m, char *workdir, char **argv, char **env, const int *stdio, int errfd)
+{
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    setsid(); /* own process group: signals and timeouts hit the whole job */
+    umask(022);
+
+    for (int i = 0; i < 3; i++) {
+        int fd = stdio[i];
+        if (fd < 0)
+            fd = open("/dev/null", i == 0 ? O_RDONLY : O_WRONLY);
+        if (fd < 0 || dup2(fd, i) < 0)
+            child_fail(errfd, SBX_STAGE_FORK, errno);
+    }
+    /* Nothing of init's (control socket, lock) may reach the command. */
+    if (errfd > 3)
+        syscall(SYS_close_range, 3u, (unsigned)errfd - 1, 0u);
+    syscall(SYS_close_range, (unsigned)errfd + 1, ~0u, 0u);
+
+    struct rlimit nocore = {0, 0};
+    setrlimit(RLIMIT_CORE, &nocore);
+
+    if (setgroups(0, NULL) < 0 || setresgid(m->gid, m->gid, m->gid) < 0 || setresuid(m->uid, m->uid, m->uid) < 0)
+        child_fail(errfd, SBX_STAGE_USER, errno);
+    /* Root inside keeps uid 0 but no capability at all: empty every set
+     * (the bounding set was emptied by init already). */
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof(data));
+    if (syscall(SYS_capset, &hdr, data) < 0)
+        child_fail(errfd, SBX_STAGE_USER, errno);
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+
+    if (chdir(workdir) < 0) {
+        mkdir_p_as_user(workdir);
+        if (chdir(workdir) < 0)
+            child_fail(errfd, SBX_STAGE_WORKDIR, errno);
+    }
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        child_fail(errfd, SBX_STAGE_SECCOMP, errno);
+    int r = sbx_seccomp_install();
+    if (r < 0)
+        child_fail(errfd, SBX_STAGE_SECCOMP, -r);
+    r = exec_path(argv[0], argv, env, m->envc);
+    child_fail(errfd, SBX_STAGE_EXEC, -r);
+}
+
+static void send_started(int chan, pid_t pid, int err, int stage)
+{
+    struct sbx_msg_started s = {{SBX_MSG_STARTED, sizeof(s) - sizeof(s.h)}, pid, err, stage};
+    sbx_msg_send(chan, &s, sizeof(s), NULL, 0);
+}
+
+/* Splits the string area of an EXEC request in place into pointer arrays
+ * kept on this (init's) stack frame. */
+static void handle_exec(size_t len, int *fds, int nfds)
+{
+    const struct sbx_msg_exec *m = (const struct sbx_msg_exec *)req;
+    int chan = nfds > 0 ? fds[0] : -1;
+    int stdio[3] = {-1, -1, -1};
+    int k = 1;
+    if (m->flags & SBX_EXEC_STDIN)
+        stdio[0] = k < nfds ? fds[k++] : -1;
+    if (m->flags & SBX_EXEC_STDOUT)
+        stdio[1] = k < nfds ? fds[k++] : -1;
+    if (m->flags & SBX_EXEC_STDERR)
+        stdio[2] = k < nfds ? fds[k++] : -1;
+
+    static char *argv[65536], *env[65536];
+    int err = 0;
+    char *p = req + sizeof(*m), *end = req + len;
+    char *workdir = p;
+    if (chan < 0 || len < sizeof(*m) || m->argc == 0 || m->argc >= 65536 || m->envc >= 65536 || end[-1] != '\0')
+        err = EINVAL;
+    for (uint32_t i = 0; !err && i <= m->argc + m->envc; i++) {
+        char *z = memchr(p, '\0', (size_t)(end - p));
+        if (!z) {
+            err = EINVAL;
+            break;
+        }
+        if (i > 0 && i <= m->argc)
+            argv[i - 1] = p;
+        else if (i > m->argc)
+            env[i - 1 - m->argc] = p;
+        p = z + 1;
+    }
+    if (!err && nkids >= MAX_KIDS)
+        err = EAGAIN;
+    if (err) {
+        if (chan >= 0)
+            send_started(chan, 0, err, SBX_STAGE_FORK);
+        goto out;
+    }
+    argv[m->argc] = NULL;
+    env[m->envc] = NULL;
+
+    int ep[2];
+    if (pipe2(ep, O_CLOEXEC) < 0) {
+        send_started(chan, 0, errno, SBX_STAGE_FORK);
+        goto out;
+    }
+    pid_t pid = raw_fork();
+    if (pid == 0) {
+        close(ep[0]);
+        exec_child(m, workdir, argv, env, stdio, ep[1]);
+    }
+    close(ep[1]);
+    if (pid < 0) {
+        send_started(chan, 0, errno, SBX_STAGE_FORK);
+        close(ep[0]);
+        goto out;
+    }
+    /* EOF on the pipe means execve succeeded (the pipe is close-on-exec). */
+    struct exec_fail f = {0, 0};
+    ssize_t n;
+    do
+        n = read(ep[0], &f, sizeof(f));
+    while (n < 0 && errno == EINTR);
+    close(ep[0]);
+    if (n == (ssize_t)sizeof(f)) {
+        send_started(chan, 0, f.err, f.stage); /* the child exits; reaped below */
+        goto out;
+    }
+    send_started(chan, pid, 0, SBX_STAGE_NONE);
+    kids[nkids++] = (struct kid){pid, chan, m->exec_id};
+    chan = -1; /* kept for the EXIT message */
+out:
+    for (int i = 0; i < 3; i++)
+        if (stdio[i] >= 0)
+            close(stdio[i]);
+    if (chan >= 0)
+        close(chan);
+}
+
+static void handle_signal(size_t len)
+{
+    const struct sbx_msg_signal *m = (const struct sbx_msg_signal *)req;
+    if (len < sizeof(*m))
+        return;
+    for (int i = 0; i < nkids; i++)
+        if (kids[i].id == m->exec_id) {
+            kill(-kids[i].pid, m->sig);
+            kill(kids[i].pid, m->sig);
+        }
+}
+
+static void reap(void)
+{
+    int status;
+    struct rusage ru;
+    pid_t pid;
+    while ((pid = wait4(-1, &status, WNOHANG, &ru)) > 0) {
+        for (int i = 0; i < nkids; i++) {
+            if (kids[i].pid != pid)
+                continue;
+            struct sbx_msg_exit x = {{SBX_MSG_EXIT, sizeof(x) - sizeof(x.h)}, status, 0, 0};
+            x.cpu_usec = (uint64_t)ru.ru_utime.tv_sec * 1000000u + (uint64_t)ru.ru_utime.tv_usec +
+                         (uint64_t)ru.ru_stime.tv_sec * 1000000u + (uint64_t)ru.ru_stime.tv_usec;
+            x.maxrss_kib = (uint64_t)ru.ru_maxrss;
+            sbx_msg_send(kids[i].chan, &x, sizeof(x), NULL, 0);
+            close(kids[i].chan);
+            kids[i] = kids[--nkids];
+            break;
+        }
+    }
+}
+
+void sbx_init_main(int ctl)
+{
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &chld, NULL);
+    int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sfd < 0)
+        _exit(1);
+    for (;;) {
+        struct pollfd pf[2] = {{ctl, POLLIN, 0}, {sfd, POLLIN, 0}};
+        if (poll(pf, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            _exit(1);
+        }
+        if (pf[1].revents) {
+            struct signalfd_siginfo si;
+            while (read(sfd, &si, sizeof(si)) > 0) {
+            }
+            reap();
+        }
+        if (pf[0].revents) {
+            int fds[4], nfds = 4;
+            ssize_t n = sbx_msg_recv(ctl, req, sizeof(req), fds, &nfds);
+            if (n == 0 || (n < 0 && n != -EMSGSIZE && n != -EAGAIN))
+                _exit(0); /* host is gone: so is the sandbox */
+            if (n < (ssize_t)sizeof(struct sbx_msg_hdr)) {
+                for (int i = 0; i < nfds; i++)
+                    close(fds[i]);
+                continue;
+            }
+            const struct sbx_msg_hdr *h = (const struct sbx_msg_hdr *)req;
+            if (h->type == SBX_MSG_EXEC)
+                handle_exec((size_t)n, fds, nfds);
+            else {
+                for (int i = 0; i < nfds; i++)
+                    close(fds[i]);
+                if (h->type == SBX_MSG_SIGNAL)
+                    handle_signal((size_t)n);
+            }
+        }
+    }
+}

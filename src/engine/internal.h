@@ -1,0 +1,153 @@
+/* Engine internals shared between its files; not part of the public API. */
+#ifndef SBX_INTERNAL_H
+#define SBX_INTERNAL_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "cgroup.h"
+#include "sbx/engine.h"
+
+#define SBX_MAX_VOLUMES 64
+#define SBX_MAX_EXEC_MSG (1u << 20) /* argv+env+paths of one exec request */
+
+struct sbx_engine {
+    char run_dir[PATH_MAX];   /* /run/sbx */
+    char lock_dir[PATH_MAX];  /* <run_dir>/sandboxes: one flock'd file per live sandbox */
+    char image_dir[PATH_MAX];
+    char stage_dir[PATH_MAX]; /* mount point for assembling a root (per mount ns) */
+    char layer_dir[PATH_MAX]; /* mount point for a layer tmpfs (per mount ns) */
+    char empty_dir[PATH_MAX]; /* empty lower layer for on-disk host-image layers */
+    char etc_mask[PATH_MAX];  /* lower layer over host /etc: hides secrets, adds users */
+    char cg_name[64];
+    char cg_fs[PATH_MAX];
+    uint32_t uid_base, uid_count;
+    sbx_cg_layout cg;
+};
+
+/* ---- image.c ---- */
+enum { SBX_IMAGE_HOST = 1, SBX_IMAGE_DIR = 2 };
+/* Resolves spec->image into a kind and (for SBX_IMAGE_DIR) a directory. */
+int sbx_image_resolve(const sbx_engine *eng, const char *image, int *kind, char *dir, size_t dirlen,
+                      sbx_err *err);
+/* Makes sure eng->etc_mask is current with the host's /etc. */
+int sbx_etc_mask_ensure(const sbx_engine *eng, sbx_err *err);
+
+/* ---- rootfs.c ---- */
+/* Everything the child needs to build the root, computed by the parent so
+ * the child runs without allocating (it may be a fork of a threaded server). */
+typedef struct sbx_rootfs_plan {
+    int image_kind;
+    char image_dir[PATH_MAX];
+    char etc_mask[PATH_MAX];
+    char stage[PATH_MAX];
+    char layer_mnt[PATH_MAX];
+    char layer_dir[PATH_MAX];  /* "" = tmpfs layer */
+    char empty_dir[PATH_MAX];
+    uint64_t disk_bytes;
+    uint32_t uid_base;
+    char hostname[65];
+    int nvol;
+    struct sbx_plan_volume {
+        char host[PATH_MAX];
+        char guest[PATH_MAX];
+        bool ro;
+        bool is_dir;
+    } vol[SBX_MAX_VOLUMES];
+} sbx_rootfs_plan;
+
+/* Checks volumes and fills plan->vol (sorted parents first). */
+int sbx_rootfs_plan_volumes(sbx_rootfs_plan *plan, const sbx_volume *v, size_t n, sbx_err *err);
+/* Child side, in the new mount+pid namespaces, still host root: builds the
+ * root at plan->stage and pivots into it. On failure returns -errno and
+ * names the step in *what. Allocates nothing. */
+int sbx_rootfs_build(const sbx_rootfs_plan *plan, const char **what);
+/* Brings up lo in the current network namespace. */
+int sbx_net_lo_up(void);
+
+/* ---- init.c: the sandbox's pid 1 ---- */
+/* Messages on the control socket (SOCK_SEQPACKET). */
+enum {
+    SBX_MSG_USERNS = 1,  /* child -> host: userns made, write the id maps */
+    SBX_MSG_MAPPED,      /* host -> child: maps written */
+    SBX_MSG_READY,       /* child -> host: init loop running */
+    SBX_MSG_ERROR,       /* child -> host: setup failed (text follows) */
+    SBX_MSG_EXEC,        /* host -> init: start a command (fds attached) */
+    SBX_MSG_STARTED,     /* init -> host (exec channel): pid or exec errno */
+    SBX_MSG_EXIT,        /* init -> host (exec channel): wait status */
+    SBX_MSG_SIGNAL,      /* host -> init: signal an exec's process group */
+};
+
+struct sbx_msg_hdr {
+    uint32_t type;
+    uint32_t len;  /* bytes after the header */
+};
+
+struct sbx_msg_error {
+    struct sbx_msg_hdr h;
+    int32_t err;
+    char text[240];
+};
+
+/* EXEC payload follows the header: fixed part, then strings. Attached fds
+ * (SCM_RIGHTS), in order: exec channel, stdin, stdout, stderr (any of the
+ * stdio may be absent, per flags). */
+struct sbx_msg_exec {
+    struct sbx_msg_hdr h;
+    uint64_t exec_id;
+    uint32_t uid, gid;
+    uint32_t flags;
+    uint32_t argc, envc;
+    /* then: workdir\0 argv[0]\0 ... env[0]\0 ... */
+};
+enum { SBX_EXEC_STDIN = 1, SBX_EXEC_STDOUT = 2, SBX_EXEC_STDERR = 4 };
+
+struct sbx_msg_started {
+    struct sbx_msg_hdr h;
+    int32_t pid;        /* pid inside the sandbox, or 0 */
+    int32_t err;        /* errno if the command could not start */
+    int32_t stage;      /* which step failed (enum sbx_exec_stage) */
+};
+enum { SBX_STAGE_NONE = 0, SBX_STAGE_WORKDIR, SBX_STAGE_USER, SBX_STAGE_SECCOMP, SBX_STAGE_EXEC,
+       SBX_STAGE_FORK };
+
+struct sbx_msg_exit {
+    struct sbx_msg_hdr h;
+    int32_t status;     /* as from wait4 */
+    uint64_t cpu_usec;
+    uint64_t maxrss_kib;
+};
+
+struct sbx_msg_signal {
+    struct sbx_msg_hdr h;
+    uint64_t exec_id;
+    int32_t sig;
+};
+
+/* Runs forever as pid 1 of the sandbox, serving exec requests on ctl_fd.
+ * Never returns. */
+void sbx_init_main(int ctl_fd) __attribute__((noreturn));
+
+/* ---- sandbox.c ---- */
+struct sbx_sandbox {
+    sbx_engine *eng;
+    char id[64];
+    pid_t init_pid;
+    int ctl_fd;
+    int lock_fd;
+    char lock_path[PATH_MAX];
+    bool has_cg;
+    sbx_cgroup cg;
+    pthread_mutex_t send_lock; /* one EXEC/SIGNAL message at a time on ctl_fd */
+    uint64_t next_exec;
+    bool dead;
+};
+
+/* Sends one message with optional fds; 0 or -errno. */
+int sbx_msg_send(int fd, const void *msg, size_t len, const int *fds, int nfds);
+/* Receives one message into buf (cap bytes); returns length, 0 on EOF, -errno. */
+ssize_t sbx_msg_recv(int fd, void *buf, size_t cap, int *fds, int *nfds);
+
+#endif

@@ -1,0 +1,462 @@
+/* The sandbox's root filesystem, assembled in the child's private mount
+ * namespace and entered with pivot_root.
+ *
+ * Layout for the "host" image:
+ *   /            tmpfs (the writable layer, size-limited) or an overlay with
+ *                an on-disk upper dir
+ *   /usr, /lib*  host's, bind-mounted read-only, nosuid, nodev (recursively)
+ *   /etc         overlay: the etc mask over the host's /etc, read-only
+ *   /proc        fresh procfs of the sandbox's pid namespace
+ *   /dev         tmpfs with null zero full random urandom tty, devpts, shm
+ *   /tmp, /home/user, /root   in the writable layer
+ * For a directory image, / is an overlay with the image as its lower layer.
+ *
+ * Everything here runs as host root inside new mount and pid namespaces,
+ * before any sandboxed code exists; it allocates nothing.
+ */
+#include "internal.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/mount.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#ifndef RESOLVE_IN_ROOT
+#include <linux/openat2.h>
+#endif
+
+/* ---- parent side: volume checks ---------------------------------------- */
+
+int sbx_volume_parse(char *buf, sbx_volume *v, sbx_err *err)
+{
+    char *c1 = strchr(buf, ':');
+    if (!c1 || c1 == buf)
+        return sbx_fail(err, SBX_E_INVALID, "volume '%s': expected HOST:GUEST[:ro|:rw]", buf);
+    char *c2 = strchr(c1 + 1, ':');
+    v->readonly = false;
+    if (c2) {
+        if (strcmp(c2 + 1, "ro") == 0)
+            v->readonly = true;
+        else if (strcmp(c2 + 1, "rw") != 0) {
+            *c1 = ':';
+            return sbx_fail(err, SBX_E_INVALID, "volume '%s': unknown option '%s' (allowed: ro, rw)", buf, c2 + 1);
+        }
+        *c2 = '\0';
+    }
+    *c1 = '\0';
+    v->host = buf;
+    v->guest = c1 + 1;
+    if (!*v->guest)
+        return sbx_fail(err, SBX_E_INVALID, "volume '%s': empty guest path", buf);
+    return 0;
+}
+
+/* A guest path must be absolute, normalised enough to stay inside the
+ * sandbox (no ".." component), and not "/" or inside /proc. */
+static int check_guest(const char *g, sbx_err *err)
+{
+    if (g[0] != '/')
+        return sbx_fail(err, SBX_E_INVALID, "volume guest path '%s' must be absolute", g);
+    for (const char *p = g; *p;) {
+        while (*p == '/')
+            p++;
+        const char *e = strchrnul(p, '/');
+        if (e - p == 2 && p[0] == '.' && p[1] == '.')
+            return sbx_fail(err, SBX_E_INVALID, "volume guest path '%s' leaves the sandbox root ('..' is not allowed)", g);
+        p = e;
+    }
+    const char *q = g;
+    while (*q == '/')
+        q++;
+    if (!*q)
+        return sbx_fail(err, SBX_E_INVALID, "volume guest path '/' is not allowed (mount below it)");
+    if (strncmp(q, "proc", 4) == 0 && (q[4] == '\0' || q[4] == '/'))
+        return sbx_fail(err, SBX_E_INVALID, "volume guest path '%s' is inside /proc, which is not allowed", g);
+    return 0;
+}
+
+static int depth(const char *p)
+{
+    int d = 0;
+    for (; *p; p++)
+        d += (*p == '/' && p[1] && p[1] != '/');
+    return d;
+}
+
+int sbx_rootfs_plan_volumes(sbx_rootfs_plan *plan, const sbx_volume *v, size_t n, sbx_err *err)
+{
+    if (n > SBX_MAX_VOLUMES)
+        return sbx_fail(err, SBX_E_INVALID, "too many volumes (%zu, at most %d)", n, SBX_MAX_VOLUMES);
+    for (size_t i = 0; i < n; i++) {
+        struct stat st;
+        if (!v[i].host || !*v[i].host || !v[i].guest)
+            return sbx_fail(err, SBX_E_INVALID, "volume %zu: host and guest paths are required", i + 1);
+        if (v[i].host[0] != '/')
+            return sbx_fail(err, SBX_E_INVALID, "volume host path '%s' must be absolute", v[i].host);
+        if (check_guest(v[i].guest, err) < 0)
+            return -1;
+        if (stat(v[i].host, &st) < 0)
+            return sbx_fail(err, SBX_E_NOTFOUND, "volume host path '%s' does not exist", v[i].host);
+        if (sbx_pathf(plan->vol[i].host, PATH_MAX, "%s", v[i].host) < 0 ||
+            sbx_pathf(plan->vol[i].guest, PATH_MAX, "%s", v[i].guest) < 0)
+            return sbx_fail(err, SBX_E_INVALID, "volume path too long");
+        plan->vol[i].ro = v[i].readonly;
+        plan->vol[i].is_dir = S_ISDIR(st.st_mode);
+    }
+    plan->nvol = (int)n;
+    /* Parents before children, so a volume inside another lands on top. */
+    struct sbx_plan_volume *tmp = malloc(sizeof(*tmp));
+    if (!tmp)
+        return sbx_fail(err, SBX_E_SYSTEM, "out of memory");
+    for (int i = 1; i < plan->nvol; i++)
+        for (int j = i; j > 0 && depth(plan->vol[j].guest) < depth(plan->vol[j - 1].guest); j--) {
+            *tmp = plan->vol[j];
+            plan->vol[j] = plan->vol[j - 1];
+            plan->vol[j - 1] = *tmp;
+        }
+    free(tmp);
+    return 0;
+}
+
+/* ---- child side --------------------------------------------------------- */
+
+#define TRY(what_, expr)                                                                         \
+    do {                                                                                         \
+        if ((expr) < 0) {                                                                        \
+            *what = (what_);                                                                     \
+            return -errno;                                                                       \
+        }                                                                                        \
+    } while (0)
+
+/* Bind src at dst (an O_PATH fd or path under the stage) with attributes,
+ * recursively, using the new mount API: the read-only flag then covers
+ * every submount too, and the target is opened without following links. */
+static int bind_tree(const char *src, int dst_fd, const char *dst_path, uint64_t attrs)
+{
+    int t = (int)open_tree(AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    if (t < 0)
+        return -1;
+    struct mount_attr ma = {.attr_set = attrs};
+    if (attrs && mount_setattr(t, "", AT_EMPTY_PATH | AT_RECURSIVE, &ma, sizeof(ma)) < 0) {
+        int e = errno;
+        close(t);
+        errno = e;
+        return -1;
+    }
+    int r = dst_fd >= 0 ? move_mount(t, "", dst_fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
+                        : move_mount(t, "", AT_FDCWD, dst_path, MOVE_MOUNT_F_EMPTY_PATH);
+    int e = errno;
+    close(t);
+    errno = e;
+    return r;
+}
+
+static int mkdir_owned(const char *path, mode_t mode, uid_t uid, gid_t gid)
+{
+    if (mkdir(path, mode) < 0 && errno != EEXIST)
+        return -1;
+    /* mkdir applies the umask; chmod makes sticky/world bits exact. */
+    if (chmod(path, mode) < 0 || chown(path, uid, gid) < 0)
+        return -1;
+    return 0;
+}
+
+/* Opens (creating as needed) the mount point for a volume inside the new
+ * root. Resolution stays inside root_fd: a symlink planted in a writable
+ * layer or volume by an earlier run resolves against the sandbox's root,
+ * never the host's, so it cannot aim a mount outside. */
+static int open_mountpoint(int root_fd, const char *guest, bool dir, uid_t uid, gid_t gid)
+{
+    struct open_how how = {.flags = O_PATH | O_CLOEXEC,
+                           .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+    char part[PATH_MAX];
+    size_t n = strlen(guest);
+    if (n >= sizeof(part)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    /* Create missing components one by one, each relative to its parent,
+     * which is itself opened inside the root. */
+    for (size_t i = 1; i <= n; i++) {
+        if (guest[i] != '/' && guest[i] != '\0')
+            continue;
+        memcpy(part, guest, i);
+        part[i] = '\0';
+        int fd = (int)syscall(SYS_openat2, root_fd, part, &how, sizeof(how));
+        if (fd >= 0) {
+            close(fd);
+            continue;
+        }
+        if (errno != ENOENT)
+            return -1;
+        char *slash = strrchr(part, '/');
+        *slash = '\0';
+        int pfd = (int)syscall(SYS_openat2, root_fd, part[0] ? part : "/", &how, sizeof(how));
+        if (pfd < 0)
+            return -1;
+        const char *name = slash + 1;
+        int r;
+        bool last = guest[i] == '\0';
+        if (!last || dir) {
+            r = mkdirat(pfd, name, 0755);
+        } else {
+            r = openat(pfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+            if (r >= 0)
+                close(r);
+        }
+        /* O_PATH fds cannot be used for *at creation on every kernel;
+         * fall back to the /proc path of the verified parent. */
+        if (r < 0 && errno == EBADF) {
+            char pp[64];
+            snprintf(pp, sizeof(pp), "/proc/self/fd/%d", pfd);
+            int dfd = open(pp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (dfd >= 0) {
+                if (!last || dir)
+                    r = mkdirat(dfd, name, 0755);
+                else if ((r = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644)) >= 0)
+                    close(r);
+                close(dfd);
+            }
+        }
+        if (r == 0 || (r >= 0 && !dir))
+            (void)fchownat(pfd, name, uid, gid, AT_SYMLINK_NOFOLLOW);
+        int e = errno;
+        close(pfd);
+        if (r < 0 && e != EEXIST) {
+            errno = e;
+            return -1;
+        }
+    }
+    return (int)syscall(SYS_openat2, root_fd, guest, &how, sizeof(how));
+}
+
+static int build_dev(const char *stage, uint32_t base, const char **what)
+{
+    char p[PATH_MAX], opts[128];
+    sbx_pathf(p, sizeof(p), "%s/dev", stage);
+    mkdir(p, 0755);
+    snprintf(opts, sizeof(opts), "size=65536k,nr_inodes=4096,mode=0755,uid=%u,gid=%u", base, base);
+    /* Device nodes need a mount without nodev; the sandbox cannot make new
+     * ones (no CAP_MKNOD in the host's user namespace), so this is safe. */
+    TRY("mount /dev tmpfs", mount("sbx-dev", p, "tmpfs", MS_NOSUID | MS_NOEXEC, opts));
+    static const struct { const char *name; unsigned maj, min; } nodes[] = {
+        {"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
+    };
+    for (size_t i = 0; i < SBX_ARRAY_LEN(nodes); i++) {
+        sbx_pathf(p, sizeof(p), "%s/dev/%s", stage, nodes[i].name);
+        TRY("mknod /dev node", mknod(p, S_IFCHR | 0666, makedev(nodes[i].maj, nodes[i].min)));
+    }
+    sbx_pathf(p, sizeof(p), "%s/dev/shm", stage);
+    TRY("mkdir /dev/shm", mkdir_owned(p, 01777, base, base));
+    sbx_pathf(p, sizeof(p), "%s/dev/pts", stage);
+    TRY("mkdir /dev/pts", mkdir(p, 0755));
+    snprintf(opts, sizeof(opts), "newinstance,ptmxmode=0666,mode=0620,gid=%u", base + 5);
+    TRY("mount devpts", mount("devpts", p, "devpts", MS_NOSUID | MS_NOEXEC, opts));
+    static const struct { const char *name, *target; } links[] = {
+        {"ptmx", "pts/ptmx"}, {"fd", "/proc/self/fd"}, {"stdin", "/proc/self/fd/0"},
+        {"stdout", "/proc/self/fd/1"}, {"stderr", "/proc/self/fd/2"},
+    };
+    for (size_t i = 0; i < SBX_ARRAY_LEN(links); i++) {
+        sbx_pathf(p, sizeof(p), "%s/dev/%s", stage, links[i].name);
+        TRY("symlink in /dev", symlink(links[i].target, p));
+    }
+    return 0;
+}
+
+static int build_proc(const char *stage, const char **what)
+{
+    char p[PATH_MAX], nul[PATH_MAX];
+    sbx_pathf(p, sizeof(p), "%s/proc", stage);
+    mkdir(p, 0555);
+    TRY("mount /proc", mount("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL));
+    /* Kernel knobs stay read-only, and files that leak host kernel state
+     * are covered with /dev/null, as container runtimes do. */
+    static const char *const ro[] = {"sys", "sysrq-trigger", "irq", "bus", "fs"};
+    for (size_t i = 0; i < SBX_ARRAY_LEN(ro); i++) {
+        sbx_pathf(p, sizeof(p), "%s/proc/%s", stage, ro[i]);
+        if (access(p, F_OK) < 0)
+            continue;
+        TRY("bind /proc read-only part",
+            bind_tree(p, -1, p, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC));
+    }
+    static const char *const masked[] = {"kcore", "keys", "timer_list", "sched_debug", "kmsg"};
+    sbx_pathf(nul, sizeof(nul), "%s/dev/null", stage);
+    for (size_t i = 0; i < SBX_ARRAY_LEN(masked); i++) {
+        sbx_pathf(p, sizeof(p), "%s/proc/%s", stage, masked[i]);
+        if (access(p, F_OK) < 0)
+            continue;
+        TRY("mask /proc file", mount(nul, p, NULL, MS_BIND, NULL));
+    }
+    return 0;
+}
+
+/* The host image: host system dirs read-only, /etc through the mask. */
+static int build_host_image(const sbx_rootfs_plan *pl, const char **what)
+{
+    char p[PATH_MAX], opts[PATH_MAX + 64];
+    const uint64_t ro = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    static const char *const sysdirs[] = {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"};
+    for (size_t i = 0; i < SBX_ARRAY_LEN(sysdirs); i++) {
+        char host[64], link[PATH_MAX];
+        struct stat st;
+        snprintf(host, sizeof(host), "/%s", sysdirs[i]);
+        if (lstat(host, &st) < 0)
+            continue;
+        sbx_pathf(p, sizeof(p), "%s/%s", pl->stage, sysdirs[i]);
+        if (S_ISLNK(st.st_mode)) {
+            /* Merged-/usr hosts: /bin -> usr/bin; keep the same links. */
+            ssize_t n = readlink(host, link, sizeof(link) - 1);
+            TRY("readlink host system dir", (int)n);
+            link[n] = '\0';
+            if (symlink(link, p) < 0 && errno != EEXIST)
+                TRY("symlink system dir", -1);
+        } else if (S_ISDIR(st.st_mode)) {
+            if (mkdir(p, 0755) < 0 && errno != EEXIST)
+                TRY("mkdir system dir", -1);
+            TRY("bind host system dir", bind_tree(host, -1, p, ro));
+        }
+    }
+    sbx_pathf(p, sizeof(p), "%s/etc", pl->stage);
+    if (mkdir(p, 0755) < 0 && errno != EEXIST)
+        TRY("mkdir /etc", -1);
+    /* lowerdir order: leftmost is on top, so the mask hides host files. */
+    if (sbx_pathf(opts, sizeof(opts), "lowerdir=%s:/etc", pl->etc_mask) < 0) {
+        *what = "etc overlay options";
+        return -ENAMETOOLONG;
+    }
+    TRY("mount /etc overlay", mount("sbx-etc", p, "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, opts));
+    return 0;
+}
+
+/* The writable layer and the root mount at plan->stage. */
+static int build_root(const sbx_rootfs_plan *pl, const char **what)
+{
+    char opts[3 * PATH_MAX + 64];
+    uint32_t base = pl->uid_base;
+    unsigned long long kib = (unsigned long long)(pl->disk_bytes / 1024);
+    if (pl->image_kind == SBX_IMAGE_HOST && !pl->layer_dir[0]) {
+        /* Throwaway run: the root itself is the size-limited tmpfs. */
+        snprintf(opts, sizeof(opts), "size=%lluk,mode=0755,uid=%u,gid=%u", kib, base, base);
+        TRY("mount root tmpfs", mount("sbx-root", pl->stage, "tmpfs", MS_NOSUID, opts));
+        return 0;
+    }
+    /* Overlay root: upper and work dirs live in the layer (a tmpfs, or an
+     * on-disk directory the caller keeps across runs). */
+    const char *layer = pl->layer_dir;
+    if (!layer[0]) {
+        snprintf(opts, sizeof(opts), "size=%lluk,mode=0755", kib);
+        TRY("mount layer tmpfs", mount("sbx-layer", pl->layer_mnt, "tmpfs", MS_NOSUID, opts));
+        layer = pl->layer_mnt;
+    }
+    char upper[PATH_MAX], work[PATH_MAX];
+    sbx_pathf(upper, sizeof(upper), "%s/upper", layer);
+    sbx_pathf(work, sizeof(work), "%s/work", layer);
+    TRY("mkdir layer upper", mkdir_owned(upper, 0755, base, base));
+    if (mkdir(work, 0700) < 0 && errno != EEXIST)
+        TRY("mkdir layer work", -1);
+    const char *lower = pl->image_kind == SBX_IMAGE_DIR ? pl->image_dir : pl->empty_dir;
+    if (sbx_pathf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work) < 0) {
+        *what = "root overlay options";
+        return -ENAMETOOLONG;
+    }
+    TRY("mount root overlay", mount("sbx-root", pl->stage, "overlay", MS_NOSUID, opts));
+    return 0;
+}
+
+int sbx_rootfs_build(const sbx_rootfs_plan *pl, const char **what)
+{
+    char p[PATH_MAX];
+    uint32_t base = pl->uid_base;
+
+    /* Nothing we mount from here on may propagate back to the host. */
+    TRY("make mounts private", mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
+    int r = build_root(pl, what);
+    if (r < 0)
+        return r;
+    sbx_pathf(p, sizeof(p), "%s", pl->stage);
+    TRY("chown root", chown(p, base, base));
+    if (pl->image_kind == SBX_IMAGE_HOST && (r = build_host_image(pl, what)) < 0)
+        return r;
+
+    static const struct { const char *path; mode_t mode; uint32_t owner; } dirs[] = {
+        {"tmp", 01777, 0}, {"home", 0755, 0}, {"home/user", 0755, SBX_USER_UID}, {"root", 0700, 0},
+        {"run", 0755, 0}, {"var", 0755, 0}, {"var/tmp", 01777, 0}, {"mnt", 0755, 0},
+    };
+    for (size_t i = 0; i < SBX_ARRAY_LEN(dirs); i++) {
+        struct stat st;
+        sbx_pathf(p, sizeof(p), "%s/%s", pl->stage, dirs[i].path);
+        if (lstat(p, &st) == 0)
+            continue; /* image or earlier layer has it: leave as is */
+        TRY("make skeleton dir", mkdir_owned(p, dirs[i].mode, base + dirs[i].owner, base + dirs[i].owner));
+    }
+    if ((r = build_dev(pl->stage, base, what)) < 0)
+        return r;
+    if ((r = build_proc(pl->stage, what)) < 0)
+        return r;
+
+    if (pl->nvol) {
+        int root_fd = open(pl->stage, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        TRY("open new root", root_fd);
+        for (int i = 0; i < pl->nvol; i++) {
+            int mp = open_mountpoint(root_fd, pl->vol[i].guest, pl->vol[i].is_dir, base + SBX_USER_UID,
+                                     base + SBX_USER_UID);
+            if (mp < 0) {
+                *what = "volume mount point";
+                r = -errno;
+                close(root_fd);
+                return r;
+            }
+            /* Read-only is a mount attribute applied to the whole tree,
+             * not a flag the sandbox could remount away (it has no mount
+             * syscalls and no privilege over this mount namespace). */
+            uint64_t attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (pl->vol[i].ro ? MOUNT_ATTR_RDONLY : 0);
+            r = bind_tree(pl->vol[i].host, mp, NULL, attrs);
+            int e = errno;
+            close(mp);
+            if (r < 0) {
+                close(root_fd);
+                *what = "bind volume";
+                return -e;
+            }
+        }
+        close(root_fd);
+    }
+
+    /* Enter the new root; the old one is detached so no path leads back. */
+    TRY("chdir new root", chdir(pl->stage));
+    TRY("pivot_root", (int)syscall(SYS_pivot_root, ".", "."));
+    TRY("detach old root", umount2(".", MNT_DETACH));
+    TRY("chdir /", chdir("/"));
+    return 0;
+}
+
+int sbx_net_lo_up(void)
+{
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return -errno;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    strcpy(ifr.ifr_name, "lo");
+    int r = 0;
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+        r = -errno;
+    else {
+        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+        if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+            r = -errno;
+    }
+    close(s);
+    return r;
+}

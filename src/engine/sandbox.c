@@ -1,0 +1,378 @@
+/* Sandbox lifecycle: create (cgroups, namespaces, root, user mapping),
+ * destroy (kill, reap, remove), stats.
+ *
+ * create() clones the sandbox's first process into new pid, mount, net,
+ * uts and ipc namespaces. That child, still host root but already in the
+ * sandbox's cgroups, builds the root filesystem and pivots into it, then
+ * unshares a user namespace (with a cgroup namespace) and asks the host to
+ * map root inside to an unprivileged host uid range. From then on it holds
+ * no privilege on the host, and it stays as the sandbox's init (init.c).
+ */
+#include "internal.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+struct child_args {
+    const sbx_rootfs_plan *plan;
+    const sbx_cgroup *cg; /* NULL: no cgroups */
+    int ctl;              /* child's end of the control socket */
+    int lock_fd;
+};
+
+static void __attribute__((noreturn)) child_error(int ctl, const char *what, int e)
+{
+    struct sbx_msg_error m = {{SBX_MSG_ERROR, sizeof(m) - sizeof(m.h)}, e, {0}};
+    snprintf(m.text, sizeof(m.text), "%s", what);
+    sbx_msg_send(ctl, &m, sizeof(m), NULL, 0);
+    _exit(1);
+}
+
+static int recv_type(int fd, uint32_t want)
+{
+    _Alignas(8) char buf[sizeof(struct sbx_msg_error)];
+    ssize_t n = sbx_msg_recv(fd, buf, sizeof(buf), NULL, NULL);
+    if (n < (ssize_t)sizeof(struct sbx_msg_hdr))
+        return -1;
+    return ((struct sbx_msg_hdr *)buf)->type == want ? 0 : -1;
+}
+
+/* Runs in the cloned child. Allocates nothing (see init.c). */
+static void __attribute__((noreturn)) child_main(const struct child_args *a)
+{
+    int ctl = a->ctl, r;
+    const char *what = "";
+
+    /* The sandbox lives only as long as whoever created it. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    /* Join the cgroups before doing anything that costs memory or cpu. */
+    if (a->cg && (r = sbx_cg_join_self(a->cg)) < 0)
+        child_error(ctl, "join cgroups", -r);
+    /* Not dumpable: the sandbox's processes may not ptrace init or open
+     * its /proc entries, which lead to the host's sbx binary. */
+    prctl(PR_SET_DUMPABLE, 0);
+    umask(0);
+
+    const sbx_rootfs_plan *pl = a->plan;
+    if (sethostname(pl->hostname, strlen(pl->hostname)) < 0)
+        child_error(ctl, "sethostname", errno);
+    if ((r = sbx_net_lo_up()) < 0)
+        child_error(ctl, "bring up lo", -r);
+    /* The network namespace belongs to the host's user namespace, so root
+     * inside lacks CAP_NET_BIND_SERVICE there; open low ports to all
+     * instead (this namespace has nothing but lo). */
+    sbx_write_str("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0");
+
+    if ((r = sbx_rootfs_build(pl, &what)) < 0)
+        child_error(ctl, what, -r);
+
+    /* Drop host root: a new user namespace, mapped by the host below. */
+    if (unshare(CLONE_NEWUSER | CLONE_NEWCGROUP) < 0)
+        child_error(ctl, "unshare user namespace", errno);
+    struct sbx_msg_hdr h = {SBX_MSG_USERNS, 0};
+    if (sbx_msg_send(ctl, &h, sizeof(h), NULL, 0) < 0 || recv_type(ctl, SBX_MSG_MAPPED) < 0)
+        _exit(1);
+    if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0 || setgroups(0, NULL) < 0)
+        child_error(ctl, "become root in the user namespace", errno);
+    /* Empty the bounding set once here: nothing exec'd in this sandbox can
+     * ever gain a capability, even from a file capability. */
+    for (int cap = 0; cap < 64; cap++)
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno == EINVAL)
+            break;
+
+    int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (nul < 0)
+        child_error(ctl, "open /dev/null", errno);
+    for (int i = 0; i < 3; i++)
+        dup2(nul, i);
+    /* Keep exactly: 0-2 (/dev/null), 3 (control), 4 (the liveness lock). */
+    if (dup3(ctl, 3, O_CLOEXEC) < 0 || dup3(a->lock_fd, 4, O_CLOEXEC) < 0)
+        child_error(ctl, "arrange fds", errno);
+    syscall(SYS_close_range, 5u, ~0u, 0u);
+    h.type = SBX_MSG_READY;
+    if (sbx_msg_send(3, &h, sizeof(h), NULL, 0) < 0)
+        _exit(1);
+    sbx_init_main(3);
+}
+
+static int write_id_maps(pid_t pid, uint32_t base, uint32_t count)
+{
+    char path[64], map[64];
+    snprintf(map, sizeof(map), "0 %u %u\n", base, count);
+    static const char *const files[] = {"uid_map", "gid_map"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, files[i]);
+        int r = sbx_write_str(path, map);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static int check_spec(const sbx_engine *eng, const sbx_spec *s, sbx_err *err)
+{
+    if (s->id && !sbx_valid_name(s->id))
+        return sbx_fail(err, SBX_E_INVALID, "sandbox id '%s' is invalid (allowed: 1-63 of [A-Za-z0-9_.-], not starting with '.' or '-')", s->id);
+    if (s->hostname) {
+        size_t n = strlen(s->hostname);
+        bool ok = n > 0 && n <= 64;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = (s->hostname[i] >= 'a' && s->hostname[i] <= 'z') || (s->hostname[i] >= 'A' && s->hostname[i] <= 'Z') ||
+                 (s->hostname[i] >= '0' && s->hostname[i] <= '9') || s->hostname[i] == '-' || s->hostname[i] == '.';
+        if (!ok)
+            return sbx_fail(err, SBX_E_INVALID, "hostname '%s' is invalid (allowed: 1-64 of [A-Za-z0-9.-])", s->hostname);
+    }
+    if (!(s->cpus >= 0 && s->cpus <= 1024))
+        return sbx_fail(err, SBX_E_INVALID, "cpu %g is out of range (allowed: 0.01 to 1024 cores, 0 = no limit)", s->cpus);
+    if (s->cpus > 0 && s->cpus < 0.01)
+        return sbx_fail(err, SBX_E_INVALID, "cpu %g is out of range (allowed: 0.01 to 1024 cores, 0 = no limit)", s->cpus);
+    if (s->memory_mib && (s->memory_mib < 6 || s->memory_mib > (1u << 24)))
+        return sbx_fail(err, SBX_E_INVALID, "memory %llu MiB is out of range (allowed: 6 to 16777216 MiB, 0 = no limit)",
+                        (unsigned long long)s->memory_mib);
+    if (s->pids > (1u << 22))
+        return sbx_fail(err, SBX_E_INVALID, "pids %llu is out of range (allowed: 1 to 4194304, 0 = no limit)",
+                        (unsigned long long)s->pids);
+    if (s->disk_mib > (1u << 24))
+        return sbx_fail(err, SBX_E_INVALID, "disk %llu MiB is out of range (allowed: 1 to 16777216 MiB)",
+                        (unsigned long long)s->disk_mib);
+    if (s->layer_dir && s->layer_dir[0] != '/')
+        return sbx_fail(err, SBX_E_INVALID, "layer directory '%s' must be an absolute path", s->layer_dir);
+    /* A limit nobody enforces is worse than an error. */
+    static const struct { int ctl; const char *what; } need[] = {
+        {SBX_CG_MEMORY, "memory"}, {SBX_CG_CPU, "cpu"}, {SBX_CG_PIDS, "pids"}};
+    bool asked[] = {s->memory_mib > 0, s->cpus > 0, s->pids > 0};
+    for (size_t i = 0; i < SBX_ARRAY_LEN(need); i++)
+        if (asked[i] && eng->cg.ver[need[i].ctl] == SBX_CG_NONE)
+            return sbx_fail(err, SBX_E_LIMIT, "a %s limit was asked for, but this host has no %s cgroup controller available",
+                            need[i].what, need[i].what);
+    return 0;
+}
+
+static bool any_cgroup(const sbx_engine *eng)
+{
+    if (getenv("XX_NOCG")) return false;
+    for (int c = 0; c < SBX_CG_NCTL; c++)
+        if (eng->cg.ver[c] != SBX_CG_NONE)
+            return true;
+    return false;
+}
+
+int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out, sbx_err *err)
+{
+    *out = NULL;
+    if (check_spec(eng, spec, err) < 0)
+        return -1;
+    sbx_sandbox *sb = calloc(1, sizeof(*sb));
+    sbx_rootfs_plan *pl = calloc(1, sizeof(*pl));
+    if (!sb || !pl) {
+        free(sb);
+        free(pl);
+        return sbx_fail(err, SBX_E_SYSTEM, "out of memory");
+    }
+    sb->eng = eng;
+    sb->ctl_fd = sb->lock_fd = -1;
+    sb->init_pid = -1;
+    pthread_mutex_init(&sb->send_lock, NULL);
+    int socks[2] = {-1, -1};
+
+    if (spec->id) {
+        snprintf(sb->id, sizeof(sb->id), "%s", spec->id);
+    } else {
+        unsigned char rnd[6];
+        if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+            sbx_fail_errno(err, errno, "getrandom");
+            goto fail;
+        }
+        snprintf(sb->id, sizeof(sb->id), "%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
+    }
+
+    /* The plan: everything the child needs, decided here. */
+    if (sbx_image_resolve(eng, spec->image, &pl->image_kind, pl->image_dir, sizeof(pl->image_dir), err) < 0)
+        goto fail;
+    if (pl->image_kind == SBX_IMAGE_HOST && sbx_etc_mask_ensure(eng, err) < 0)
+        goto fail;
+    if (sbx_rootfs_plan_volumes(pl, spec->volumes, spec->n_volumes, err) < 0)
+        goto fail;
+    snprintf(pl->etc_mask, sizeof(pl->etc_mask), "%s", eng->etc_mask);
+    snprintf(pl->stage, sizeof(pl->stage), "%s", eng->stage_dir);
+    snprintf(pl->layer_mnt, sizeof(pl->layer_mnt), "%s", eng->layer_dir);
+    snprintf(pl->empty_dir, sizeof(pl->empty_dir), "%s", eng->empty_dir);
+    if (spec->layer_dir) {
+        int r = sbx_mkdir_p(spec->layer_dir, 0700);
+        if (r < 0) {
+            sbx_fail_errno(err, -r, "layer directory %s", spec->layer_dir);
+            goto fail;
+        }
+        snprintf(pl->layer_dir, sizeof(pl->layer_dir), "%s", spec->layer_dir);
+    }
+    pl->disk_bytes = (spec->disk_mib ? spec->disk_mib : SBX_DEFAULT_DISK_MIB) << 20;
+    pl->uid_base = eng->uid_base;
+    snprintf(pl->hostname, sizeof(pl->hostname), "%s", spec->hostname ? spec->hostname : "sbx");
+
+    /* Liveness lock: held by us and by the sandbox's init; a sweep after a
+     * crash finds it free and removes what is left. */
+    if (sbx_pathf(sb->lock_path, sizeof(sb->lock_path), "%s/%s", eng->lock_dir, sb->id) < 0) {
+        sbx_fail(err, SBX_E_INVALID, "lock path too long");
+        goto fail;
+    }
+    sb->lock_fd = open(sb->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (sb->lock_fd < 0) {
+        sbx_fail_errno(err, errno, "open %s", sb->lock_path);
+        goto fail;
+    }
+    if (flock(sb->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        close(sb->lock_fd);
+        sb->lock_fd = -1;
+        sb->lock_path[0] = '\0'; /* not ours: do not unlink */
+        sbx_fail(err, SBX_E_INVALID, "sandbox id '%s' is already in use", sb->id);
+        goto fail;
+    }
+
+    if (any_cgroup(eng)) {
+        sbx_cg_limits lim = {spec->cpus, spec->memory_mib << 20, spec->pids};
+        if (sbx_cg_create(&eng->cg, eng->cg_name, sb->id, &lim, &sb->cg, err) < 0)
+            goto fail;
+        sb->has_cg = true;
+    }
+
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, socks) < 0) {
+        sbx_fail_errno(err, errno, "socketpair");
+        goto fail;
+    }
+    /* Exec requests carry argv and env: let one be up to 1 MiB. */
+    int big = (int)SBX_MAX_EXEC_MSG + 65536;
+    setsockopt(socks[0], SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof(big));
+    setsockopt(socks[1], SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof(big));
+
+    struct child_args ca = {pl, sb->has_cg ? &sb->cg : NULL, socks[1], sb->lock_fd};
+    /* Raw clone without CLONE_VM behaves like fork but takes namespace
+     * flags, and runs no atfork handlers (see init.c). */
+    long pid = syscall(SYS_clone, (unsigned long)(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS |
+                                                  CLONE_NEWIPC | SIGCHLD),
+                       0UL, NULL, NULL, 0UL);
+    if (pid == 0) {
+        close(socks[0]);
+        child_main(&ca);
+    }
+    close(socks[1]);
+    socks[1] = -1;
+    if (pid < 0) {
+        sbx_fail_errno(err, errno, "clone sandbox");
+        goto fail;
+    }
+    sb->init_pid = (pid_t)pid;
+    sb->ctl_fd = socks[0];
+    socks[0] = -1;
+
+    /* Handshake: USERNS -> write maps -> MAPPED -> READY, or an ERROR. */
+    for (;;) {
+        _Alignas(8) char buf[sizeof(struct sbx_msg_error)];
+        ssize_t n = sbx_msg_recv(sb->ctl_fd, buf, sizeof(buf), NULL, NULL);
+        const struct sbx_msg_hdr *h = (const void *)buf;
+        if (n < (ssize_t)sizeof(*h)) {
+            sbx_fail(err, SBX_E_SYSTEM, "sandbox setup: init exited unexpectedly");
+            goto fail;
+        }
+        if (h->type == SBX_MSG_ERROR) {
+            const struct sbx_msg_error *m = (const void *)buf;
+            sbx_fail_errno(err, m->err, "sandbox setup: %.*s", (int)sizeof(m->text), m->text);
+            goto fail;
+        }
+        if (h->type == SBX_MSG_READY)
+            break;
+        if (h->type == SBX_MSG_USERNS) {
+            int r = write_id_maps(sb->init_pid, eng->uid_base, eng->uid_count);
+            if (r < 0) {
+                sbx_fail_errno(err, -r, "sandbox setup: write uid/gid map");
+                goto fail;
+            }
+            struct sbx_msg_hdr m = {SBX_MSG_MAPPED, 0};
+            if (sbx_msg_send(sb->ctl_fd, &m, sizeof(m), NULL, 0) < 0) {
+                sbx_fail(err, SBX_E_SYSTEM, "sandbox setup: init exited unexpectedly");
+                goto fail;
+            }
+        }
+    }
+    if (sb->has_cg)
+        sbx_cg_close_fds(&sb->cg);
+    free(pl);
+    *out = sb;
+    return 0;
+
+fail:
+    if (socks[0] >= 0)
+        close(socks[0]);
+    if (socks[1] >= 0)
+        close(socks[1]);
+    free(pl);
+    sbx_sandbox_destroy(sb);
+    return -1;
+}
+
+const char *sbx_sandbox_id(const sbx_sandbox *sb)
+{
+    return sb->id;
+}
+
+pid_t sbx_sandbox_pid(const sbx_sandbox *sb)
+{
+    return sb->init_pid;
+}
+
+void sbx_sandbox_destroy(sbx_sandbox *sb)
+{
+    if (!sb)
+        return;
+    if (sb->init_pid > 0) {
+        /* Killing a pid namespace's init kills every process in it; the
+         * kernel reaps them all before init's own exit is reported. */
+        kill(sb->init_pid, SIGKILL);
+        while (waitpid(sb->init_pid, NULL, 0) < 0 && errno == EINTR) {
+        }
+    }
+    if (sb->ctl_fd >= 0)
+        close(sb->ctl_fd);
+    if (sb->has_cg) {
+        sbx_err e;
+        sbx_cg_kill_all(&sb->cg);
+        sbx_cg_destroy(&sb->cg, &e);
+    }
+    if (sb->lock_fd >= 0) {
+        if (sb->lock_path[0])
+            unlink(sb->lock_path);
+        close(sb->lock_fd);
+    }
+    pthread_mutex_destroy(&sb->send_lock);
+    free(sb);
+}
+
+int sbx_sandbox_stats(const sbx_sandbox *sb, sbx_stats *st, sbx_err *err)
+{
+    memset(st, 0, sizeof(*st));
+    if (!sb->has_cg)
+        return 0;
+    sbx_cg_stats cs;
+    if (sbx_cg_stats_read(&sb->cg, &cs) < 0)
+        return sbx_fail(err, SBX_E_SYSTEM, "sandbox %s: cannot read cgroup stats", sb->id);
+    st->cpu_usec = cs.cpu_usec;
+    st->memory_bytes = cs.memory_bytes;
+    st->memory_peak = cs.memory_peak;
+    st->oom_kills = cs.oom_kills;
+    st->pids = cs.pids;
+    return 0;
+}

@@ -1,0 +1,33 @@
+/* Small helpers shared by the engine: errors, files, strings. */
+#ifndef SBX_UTIL_H
+#define SBX_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "sbx/engine.h"
+
+#define SBX_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Fill err and return -1, so callers can write `return sbx_fail(...)`. */
+int sbx_fail(sbx_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Same, with code SBX_E_SYSTEM and ": strerror(errno)" appended. */
+int sbx_fail_errno(sbx_err *err, int errnum, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Whole-file helpers; return 0 or -errno. write_file does not create. */
+int sbx_write_file(const char *path, const char *data, size_t len);
+int sbx_write_str(const char *path, const char *s);
+int sbx_read_file(const char *path, char *buf, size_t cap, size_t *len);
+/* Reads a file into a malloc'd NUL-terminated buffer; NULL on error (errno set). */
+char *sbx_slurp(const char *path, size_t *len);
+/* mkdir -p with mode; 0 or -errno. */
+int sbx_mkdir_p(const char *path, unsigned mode);
+/* snprintf that reports truncation: 0 ok, -ENAMETOOLONG on overflow. */
+int sbx_pathf(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+uint64_t sbx_now_usec(void);
+/* Strict unsigned decimal parse with range; 0 ok, -1 bad. */
+int sbx_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+/* A name usable as a sandbox id: [A-Za-z0-9_.-]{1,63}, not starting with '.'. */
+int sbx_valid_name(const char *s);
+
+#endif

@@ -1,0 +1,35 @@
+#!/bin/bash
+# Runs every test: unit binaries (build/tests/test_*) and CLI suites
+# (tests/cli/*.sh). Each prints one "ok - ..." or "not ok - ..." line per
+# check; this script counts them and ends with "N passed, N failed".
+set -u
+BUILD=${1:-build}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+export SBX="$root/$BUILD/sbx" SBX_HELPERS="$root/$BUILD/helpers" SBX_ROOT="$root"
+pass=0 fail=0
+log=$(mktemp)
+run_suite() {
+    local name=$1; shift
+    echo "# $name"
+    "$@" >"$log" 2>&1
+    local rc=$?
+    cat "$log"
+    local p f
+    p=$(grep -c '^ok - ' "$log")
+    f=$(grep -c '^not ok - ' "$log")
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        echo "not ok - $name exited with status $rc"
+        f=1
+    fi
+    pass=$((pass + p)) fail=$((fail + f))
+}
+for t in "$BUILD"/tests/test_*; do
+    [ -x "$t" ] && run_suite "$(basename "$t")" "$t"
+done
+for t in tests/cli/test_*.sh; do
+    run_suite "$(basename "$t")" bash "$t"
+done
+rm -f "$log"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,14 @@
+#!/bin/sh
+# Installs the Debian packages sbx needs to build and test, if missing.
+set -e
+PKGS="build-essential pkg-config libseccomp-dev libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev
+libsqlite3-dev libssl-dev libarchive-dev bubblewrap util-linux python3 e2fsprogs"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq $missing >/dev/null
