@@ -42,7 +42,7 @@ deps:
 # The seccomp filter is compiled from the policy by libseccomp at build time.
 $(BUILD)/tools/seccomp_gen: tools/seccomp_gen.c src/engine/seccomp_policy.h
 	@mkdir -p $(dir $@)
-	$(CC) -std=c17 -D_GNU_SOURCE -O1 -Wall -Wextra -Werror -Isrc/engine $< -o $@ -lseccomp
+	$(CC) -std=c17 -D_GNU_SOURCE -O1 -Wall -Wextra -Werror -iquote src/engine $< -o $@ -lseccomp
 $(SECCOMP_INC): $(BUILD)/tools/seccomp_gen
 	@mkdir -p $(dir $@)
 	$< > $@.tmp && mv $@.tmp $@

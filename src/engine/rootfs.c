@@ -36,6 +36,20 @@
 #include <linux/openat2.h>
 #endif
 
+/* The new mount API through syscall(2): not every libc wraps it. */
+static int sys_open_tree(int dfd, const char *path, unsigned flags)
+{
+    return (int)syscall(SYS_open_tree, dfd, path, flags);
+}
+static int sys_mount_setattr(int dfd, const char *path, unsigned flags, struct mount_attr *attr, size_t size)
+{
+    return (int)syscall(SYS_mount_setattr, dfd, path, flags, attr, size);
+}
+static int sys_move_mount(int from_dfd, const char *from, int to_dfd, const char *to, unsigned flags)
+{
+    return (int)syscall(SYS_move_mount, from_dfd, from, to_dfd, to, flags);
+}
+
 /* ---- parent side: volume checks ---------------------------------------- */
 
 int sbx_volume_parse(char *buf, sbx_volume *v, sbx_err *err)
@@ -144,18 +158,18 @@ int sbx_rootfs_plan_volumes(sbx_rootfs_plan *plan, const sbx_volume *v, size_t n
  * every submount too, and the target is opened without following links. */
 static int bind_tree(const char *src, int dst_fd, const char *dst_path, uint64_t attrs)
 {
-    int t = (int)open_tree(AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    int t = sys_open_tree(AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
     if (t < 0)
         return -1;
     struct mount_attr ma = {.attr_set = attrs};
-    if (attrs && mount_setattr(t, "", AT_EMPTY_PATH | AT_RECURSIVE, &ma, sizeof(ma)) < 0) {
+    if (attrs && sys_mount_setattr(t, "", AT_EMPTY_PATH | AT_RECURSIVE, &ma, sizeof(ma)) < 0) {
         int e = errno;
         close(t);
         errno = e;
         return -1;
     }
-    int r = dst_fd >= 0 ? move_mount(t, "", dst_fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
-                        : move_mount(t, "", AT_FDCWD, dst_path, MOVE_MOUNT_F_EMPTY_PATH);
+    int r = dst_fd >= 0 ? sys_move_mount(t, "", dst_fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
+                        : sys_move_mount(t, "", AT_FDCWD, dst_path, MOVE_MOUNT_F_EMPTY_PATH);
     int e = errno;
     close(t);
     errno = e;

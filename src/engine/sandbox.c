@@ -165,7 +165,6 @@ static int check_spec(const sbx_engine *eng, const sbx_spec *s, sbx_err *err)
 
 static bool any_cgroup(const sbx_engine *eng)
 {
-    if (getenv("XX_NOCG")) return false;
     for (int c = 0; c < SBX_CG_NCTL; c++)
         if (eng->cg.ver[c] != SBX_CG_NONE)
             return true;
