@@ -2,7 +2,7 @@
 # Installs the Debian packages sbx needs to build and test, if missing.
 set -e
 PKGS="build-essential pkg-config libseccomp-dev libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev
-libsqlite3-dev libssl-dev libarchive-dev bubblewrap util-linux python3 e2fsprogs"
+libsqlite3-dev libssl-dev libarchive-dev musl-tools bubblewrap util-linux python3 e2fsprogs hyperfine"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

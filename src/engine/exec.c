@@ -248,9 +248,6 @@ int sbx_sandbox_exec(sbx_sandbox *sb, const sbx_exec_spec *xs, sbx_exec_result *
     char *msg = build_request(xs, id, uid, gid, workdir, env, flags, &len, err);
     if (!msg)
         goto done;
-    sbx_stats before = {0};
-    if (sb->has_cg)
-        sbx_sandbox_stats(sb, &before, NULL);
     uint64_t t0 = sbx_now_usec();
     pthread_mutex_lock(&sb->send_lock);
     int sr = sbx_msg_send(sb->ctl_fd, msg, len, fds, nfds);
@@ -369,12 +366,13 @@ int sbx_sandbox_exec(sbx_sandbox *sb, const sbx_exec_spec *xs, sbx_exec_result *
         }
     }
     res->wall_usec = sbx_now_usec() - t0;
-    if (sb->has_cg) {
-        sbx_stats after;
-        if (sbx_sandbox_stats(sb, &after, NULL) == 0) {
-            res->oom_killed = after.oom_kills > before.oom_kills;
-            if (after.cpu_usec > before.cpu_usec && after.cpu_usec - before.cpu_usec > res->cpu_usec)
-                res->cpu_usec = after.cpu_usec - before.cpu_usec;
+    /* Only a SIGKILL can be the OOM killer's; the counter is read then,
+     * not on every run (each read is several cgroup file opens). */
+    if (sb->has_cg && res->signal == SIGKILL) {
+        sbx_stats st;
+        if (sbx_sandbox_stats(sb, &st, NULL) == 0) {
+            uint64_t seen = __atomic_exchange_n(&sb->oom_seen, st.oom_kills, __ATOMIC_RELAXED);
+            res->oom_killed = st.oom_kills > seen;
         }
     }
     rc = 0;

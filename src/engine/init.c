@@ -15,7 +15,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <linux/capability.h>
 #include <poll.h>
 #include <signal.h>
@@ -39,6 +38,14 @@ static struct kid {
 static int nkids;
 
 static _Alignas(8) char req[SBX_MAX_EXEC_MSG + 4096];
+
+int sbx_become(uint32_t uid, uint32_t gid)
+{
+    if (syscall(SYS_setgroups, 0, NULL) < 0 || syscall(SYS_setresgid, gid, gid, gid) < 0 ||
+        syscall(SYS_setresuid, uid, uid, uid) < 0)
+        return -1;
+    return 0;
+}
 
 static pid_t raw_fork(void)
 {
@@ -139,7 +146,7 @@ exec_child(const struct sbx_msg_exec *m, char *workdir, char **argv, char **env,
     struct rlimit nocore = {0, 0};
     setrlimit(RLIMIT_CORE, &nocore);
 
-    if (setgroups(0, NULL) < 0 || setresgid(m->gid, m->gid, m->gid) < 0 || setresuid(m->uid, m->uid, m->uid) < 0)
+    if (sbx_become(m->uid, m->gid) < 0)
         child_fail(errfd, SBX_STAGE_USER, errno);
     /* Root inside keeps uid 0 but no capability at all: empty every set
      * (the bounding set was emptied by init already). */

@@ -67,10 +67,16 @@ int sbx_rootfs_build(const sbx_rootfs_plan *plan, const char **what);
 /* Brings up lo in the current network namespace. */
 int sbx_net_lo_up(void);
 
+/* Credentials for the calling thread only, by raw syscall: libc's
+ * wrappers signal every thread libc knows of, and a process cloned from a
+ * threaded host still lists threads that do not exist in it (deadlock). */
+int sbx_become(uint32_t uid, uint32_t gid);
+
 /* ---- init.c: the sandbox's pid 1 ---- */
 /* Messages on the control socket (SOCK_SEQPACKET). */
 enum {
-    SBX_MSG_USERNS = 1,  /* child -> host: userns made, write the id maps */
+    SBX_MSG_NETNS = 1,   /* host -> child: the network namespace to enter (fd) */
+    SBX_MSG_USERNS,      /* child -> host: userns made, write the id maps */
     SBX_MSG_MAPPED,      /* host -> child: maps written */
     SBX_MSG_READY,       /* child -> host: init loop running */
     SBX_MSG_ERROR,       /* child -> host: setup failed (text follows) */
@@ -142,6 +148,7 @@ struct sbx_sandbox {
     sbx_cgroup cg;
     pthread_mutex_t send_lock; /* one EXEC/SIGNAL message at a time on ctl_fd */
     uint64_t next_exec;
+    uint64_t oom_seen;         /* OOM kills already reported */
     bool dead;
 };
 
