@@ -105,8 +105,12 @@ run: deps
 	$(MAKE) all
 	tools/demo.sh $(BUILD)
 
-bench: all
-	bench/start.sh $(BUILD)
+$(BUILD)/bench/idle_mem: bench/idle_mem.c $(LIBSBX)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(LIBSBX) -o $@ -lpthread
+
+bench: all $(BUILD)/bench/idle_mem
+	bench/start.sh $(BUILD) --update-docs
 
 clean:
 	rm -rf build build-asan

@@ -366,9 +366,10 @@ int sbx_sandbox_exec(sbx_sandbox *sb, const sbx_exec_spec *xs, sbx_exec_result *
         }
     }
     res->wall_usec = sbx_now_usec() - t0;
-    /* Only a SIGKILL can be the OOM killer's; the counter is read then,
-     * not on every run (each read is several cgroup file opens). */
-    if (sb->has_cg && res->signal == SIGKILL) {
+    /* Only a SIGKILL can be the OOM killer's (137 when a shell relays
+     * it); the counter is read then, not on every run (each read is
+     * several cgroup file opens). */
+    if (sb->has_cg && (res->signal == SIGKILL || res->exit_code == 128 + SIGKILL)) {
         sbx_stats st;
         if (sbx_sandbox_stats(sb, &st, NULL) == 0) {
             uint64_t seen = __atomic_exchange_n(&sb->oom_seen, st.oom_kills, __ATOMIC_RELAXED);

@@ -103,7 +103,9 @@ static void __attribute__((noreturn)) child_main(const struct child_args *a)
     for (int i = 0; i < 3; i++)
         dup2(nul, i);
     /* Keep exactly: 0-2 (/dev/null), 3 (control), 4 (the liveness lock). */
-    if (dup3(ctl, 3, O_CLOEXEC) < 0 || dup3(a->lock_fd, 4, O_CLOEXEC) < 0)
+    /* Via high numbers first: either fd may already sit on 3 or 4. */
+    int hctl = fcntl(ctl, F_DUPFD_CLOEXEC, 64), hlock = fcntl(a->lock_fd, F_DUPFD_CLOEXEC, 64);
+    if (hctl < 0 || hlock < 0 || dup3(hctl, 3, O_CLOEXEC) < 0 || dup3(hlock, 4, O_CLOEXEC) < 0)
         child_error(ctl, "arrange fds", errno);
     syscall(SYS_close_range, 5u, ~0u, 0u);
     h.type = SBX_MSG_READY;

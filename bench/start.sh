@@ -1,0 +1,59 @@
+#!/bin/bash
+# Start-latency benchmark: cold start -> exit of a trivial command under
+# sbx and the reference sandboxes, measured side by side in one run with
+# hyperfine; medians and ratios to bwrap go to bench/results/ and, with
+# --update-docs, into docs/benchmarks.md.
+set -eu
+BUILD=${1:-build}
+RUNS=${RUNS:-300}
+root=$(cd "$(dirname "$0")/.." && pwd)
+SBX="$root/$BUILD/sbx"
+out="$root/bench/results"
+mkdir -p "$out"
+command -v hyperfine >/dev/null && command -v bwrap >/dev/null || { echo "bench: needs hyperfine and bwrap (make deps)"; exit 1; }
+
+BW="bwrap --unshare-all --ro-bind / / --dev /dev --proc /proc --die-with-parent"
+US="unshare -Urpfmnui"
+cd /tmp
+hyperfine -N --warmup 30 --runs "$RUNS" --export-json "$out/start.json" \
+    -n "sbx run /bin/true" "$SBX run -- /bin/true" \
+    -n "bwrap /bin/true" "$BW /bin/true" \
+    -n "unshare /bin/true" "$US /bin/true" \
+    -n "bare /bin/true" "/bin/true" >/dev/null
+hyperfine -N --warmup 5 --runs $((RUNS / 5)) --export-json "$out/python.json" \
+    -n "sbx run python3 -c pass" "$SBX run -- python3 -c pass" \
+    -n "bwrap python3 -c pass" "$BW python3 -c pass" \
+    -n "unshare python3 -c pass" "$US python3 -c pass" \
+    -n "bare python3 -c pass" "python3 -c pass" >/dev/null
+"$root/$BUILD/bench/idle_mem" 50 >"$out/idle_mem.txt"
+
+python3 - "$out" <<'PY'
+import json, statistics, sys, os
+out = sys.argv[1]
+rows = []
+for f in ("start.json", "python.json"):
+    res = json.load(open(os.path.join(out, f)))["results"]
+    med = {r["command"]: statistics.median(r["times"]) * 1e3 for r in res}
+    ref = next(v for k, v in med.items() if k.startswith("bwrap"))
+    for r in res:
+        t = sorted(r["times"])
+        rows.append((r["command"], med[r["command"]], t[0] * 1e3, t[int(len(t) * 0.9)] * 1e3, med[r["command"]] / ref))
+mem = dict(l.split() for l in open(os.path.join(out, "idle_mem.txt")))
+lines = ["| command | median ms | min ms | p90 ms | ratio to bwrap (median) |", "|---|---|---|---|---|"]
+lines += ["| %s | %.2f | %.2f | %.2f | %.2f |" % r for r in rows]
+lines += ["", "Idle memory per live sandbox (%s sandboxes): %.0f KiB of host memory each (kernel objects included), of which the init process's PSS is %.0f KiB." % (mem["sandboxes"], float(mem["host_kib_per_sandbox"]), float(mem["init_pss_kib"]))]
+table = "\n".join(lines)
+open(os.path.join(out, "table.md"), "w").write(table + "\n")
+print(table)
+PY
+if [ "${2:-}" = "--update-docs" ]; then
+    python3 - "$root/docs/benchmarks.md" "$out/table.md" <<'PY'
+import sys, re, datetime, platform
+doc, table = sys.argv[1], open(sys.argv[2]).read()
+s = open(doc).read()
+start, end = "<!-- results:start -->", "<!-- results:end -->"
+stamp = "Measured %s on %s (%s), one run of bench/start.sh.\n\n" % (datetime.date.today(), platform.node(), platform.release())
+s = s[: s.index(start) + len(start)] + "\n" + stamp + table + s[s.index(end):]
+open(doc, "w").write(s)
+PY
+fi
