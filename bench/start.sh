@@ -21,10 +21,10 @@ hyperfine -N --warmup 30 --runs "$RUNS" --export-json "$out/start.json" \
     -n "unshare /bin/true" "$US /bin/true" \
     -n "bare /bin/true" "/bin/true" >/dev/null
 hyperfine -N --warmup 5 --runs $((RUNS / 5)) --export-json "$out/python.json" \
-    -n "sbx run python3 -c pass" "$SBX run -- python3 -c pass" \
-    -n "bwrap python3 -c pass" "$BW python3 -c pass" \
-    -n "unshare python3 -c pass" "$US python3 -c pass" \
-    -n "bare python3 -c pass" "python3 -c pass" >/dev/null
+    -n "sbx run python3 -c pass" "$SBX run -- /usr/bin/python3 -c pass" \
+    -n "bwrap python3 -c pass" "$BW /usr/bin/python3 -c pass" \
+    -n "unshare python3 -c pass" "$US /usr/bin/python3 -c pass" \
+    -n "bare python3 -c pass" "/usr/bin/python3 -c pass" >/dev/null
 "$root/$BUILD/bench/idle_mem" 50 >"$out/idle_mem.txt"
 
 python3 - "$out" <<'PY'
