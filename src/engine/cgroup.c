@@ -362,17 +362,24 @@ int sbx_cg_create(const sbx_cg_layout *lay, const char *name, const char *id,
 
 /* ---- joining ------------------------------------------------------------ */
 
-int sbx_cg_join_self(const sbx_cgroup *cg)
+int sbx_cg_join_pid(const sbx_cgroup *cg, pid_t pid)
 {
+    char buf[24];
+    int n = snprintf(buf, sizeof(buf), "%d", (int)pid);
     for (int d = 0; d < cg->ndirs; d++) {
         if (cg->procs_fd[d] < 0)
             return -EBADF;
         /* "0" means the writer; cgroupfs ignores the file offset, so a
          * descriptor shared by several children is fine. */
-        if (write(cg->procs_fd[d], "0", 1) != 1)
+        if (write(cg->procs_fd[d], buf, (size_t)n) != n)
             return -errno;
     }
     return 0;
+}
+
+int sbx_cg_join_self(const sbx_cgroup *cg)
+{
+    return sbx_cg_join_pid(cg, 0);
 }
 
 void sbx_cg_close_fds(sbx_cgroup *cg)

@@ -15,6 +15,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include "sbx/engine.h"
 
 enum sbx_cg_ctl { SBX_CG_MEMORY, SBX_CG_CPU, SBX_CG_CPUACCT, SBX_CG_PIDS, SBX_CG_NCTL };
@@ -76,6 +77,8 @@ int sbx_cg_create(const sbx_cg_layout *lay, const char *name, const char *id,
  * (writes "0" to each procs_fd). Returns 0 or -errno. Used by the child
  * right after clone, before it runs anything. */
 int sbx_cg_join_self(const sbx_cgroup *cg);
+/* Moves process pid (0: the caller) into every cgroup of cg. */
+int sbx_cg_join_pid(const sbx_cgroup *cg, pid_t pid);
 /* Closes the procs fds (the parent does it after the child joined). */
 void sbx_cg_close_fds(sbx_cgroup *cg);
 
