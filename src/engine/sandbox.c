@@ -50,6 +50,31 @@ static int recv_type(int fd, uint32_t want)
     return ((struct sbx_msg_hdr *)buf)->type == want ? 0 : -1;
 }
 
+/* Overwrites this process's argv area (our copy of it: the host's is
+ * untouched) so /proc/<pid>/cmdline shows only `title`. The area's bounds
+ * are fields 48 and 49 of /proc/self/stat. Best effort, no allocation. */
+static void hide_cmdline(const char *title)
+{
+    char buf[1024];
+    size_t len;
+    prctl(PR_SET_NAME, title, 0, 0, 0);
+    if (sbx_read_file("/proc/self/stat", buf, sizeof(buf), &len) < 0)
+        return;
+    char *p = strrchr(buf, ')');
+    unsigned long v[2] = {0, 0};
+    for (int field = 2; p && field < 49; field++) {
+        p = strchr(p + 1, ' ');
+        if (p && field + 1 >= 48)
+            v[field + 1 - 48] = strtoul(p + 1, NULL, 10);
+    }
+    char *start = (char *)v[0], *end = (char *)v[1];
+    size_t tl = strlen(title);
+    if (!start || end <= start + tl)
+        return;
+    memset(start, 0, (size_t)(end - start));
+    memcpy(start, title, tl);
+}
+
 /* Runs in the cloned child. Allocates nothing (see init.c). */
 static void __attribute__((noreturn)) child_main(const struct child_args *a)
 {
@@ -61,6 +86,9 @@ static void __attribute__((noreturn)) child_main(const struct child_args *a)
     /* Not dumpable: the sandbox's processes may not ptrace init or open
      * its /proc entries, which lead to the host's sbx binary. */
     prctl(PR_SET_DUMPABLE, 0);
+    /* /proc/1/cmdline is readable inside: show a name, not the host's
+     * command line (which names host paths). */
+    hide_cmdline("sbx-init");
     umask(0);
 
     const sbx_rootfs_plan *pl = a->plan;

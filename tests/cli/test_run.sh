@@ -135,3 +135,6 @@ sbx_run -- no-such-command-xyz
 check "unknown command: 127 and message" bash -c "[ $RC = 127 ] && grep -q 'not found' $ERR"
 "$SBX" run --help >"$OUT" 2>&1; RC=$?
 check "run --help documents every flag" bash -c "[ $RC = 0 ] && for f in cpu memory pids disk timeout image env volume workdir network user; do grep -q -- \"--\$f\" $OUT || exit 1; done"
+
+sbx_run -v "$TMP/vol:/data:ro" -- sh -c 'tr "\0" " " < /proc/1/cmdline'
+check "init's command line does not show host paths" bash -c "! grep -q '$TMP' $OUT && grep -q sbx-init $OUT"
