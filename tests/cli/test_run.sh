@@ -138,3 +138,12 @@ check "run --help documents every flag" bash -c "[ $RC = 0 ] && for f in cpu mem
 
 sbx_run -v "$TMP/vol:/data:ro" -- sh -c 'tr "\0" " " < /proc/1/cmdline'
 check "init's command line does not show host paths" bash -c "! grep -q '$TMP' $OUT && grep -q sbx-init $OUT"
+
+# A directory image: its tree is the lower layer of an overlay root.
+mkdir -p "$TMP/img/bin"
+cp "$SBX_HELPERS/syscall_probe" "$TMP/img/bin/probe"
+echo "image-file" >"$TMP/img/marker"
+sbx_run --image "$TMP/img" -- /bin/probe
+check "a directory image runs its own binaries" bash -c "grep -q '^mount EPERM' $OUT"
+sbx_run --image "$TMP/img" -- /bin/probe
+check "the image itself is left untouched" bash -c "[ \"\$(cat $TMP/img/marker)\" = image-file ] && [ ! -e $TMP/img/proc ] && [ ! -e $TMP/img/dev ]"

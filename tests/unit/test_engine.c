@@ -116,6 +116,28 @@ int main(void)
     T_OK(sbx_sandbox_create(eng, &dup, &x, &e) < 0 && e.code == SBX_E_INVALID && strstr(e.msg, "already in use"),
          "a live sandbox's id cannot be reused");
 
+    /* An on-disk layer keeps the sandbox's writes across sandboxes. */
+    char layer[] = "/tmp/sbx-layer-XXXXXX";
+    if (mkdtemp(layer)) {
+        sbx_spec ps = {.layer_dir = layer};
+        sbx_sandbox *p1 = NULL, *p2 = NULL;
+        T_OK(sbx_sandbox_create(eng, &ps, &p1, &e) == 0, "sandbox with an on-disk layer (%s)", p1 ? "" : e.msg);
+        T_OK(p1 && run(p1, "echo persisted > /home/user/note && echo y > /tmp/t", &r, 0, 0) == 0 && r.exit_code == 0,
+             "write into the on-disk layer");
+        if (p1)
+            sbx_exec_result_free(&r);
+        sbx_sandbox_destroy(p1);
+        T_OK(sbx_sandbox_create(eng, &ps, &p2, &e) == 0, "second sandbox on the same layer");
+        T_OK(p2 && run(p2, "cat /home/user/note", &r, 0, 0) == 0 && strcmp(r.out, "persisted\n") == 0,
+             "the layer's files survive the sandbox");
+        if (p2)
+            sbx_exec_result_free(&r);
+        sbx_sandbox_destroy(p2);
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", layer);
+        T_OK(system(cmd) == 0, "layer removed");
+    }
+
     pid_t pids[N];
     for (int i = 0; i < N; i++) {
         pids[i] = sbx_sandbox_pid(sb[i]);
