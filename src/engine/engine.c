@@ -25,48 +25,73 @@ static int set_path(char *dst, const char *src, const char *def, const char *wha
     return 0;
 }
 
-/* A sandbox is live while someone holds the lock on its file. */
-static bool lock_is_live(const char *lock_dir, const char *id)
-{
-    char path[PATH_MAX];
-    if (sbx_pathf(path, sizeof(path), "%s/%s", lock_dir, id) < 0)
-        return true;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return errno != ENOENT;
-    bool live = flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK;
-    close(fd);
-    return live;
-}
+/* Leftovers of crashed runs. A sandbox's lock file exists from before its
+ * cgroups are made until after they are removed, and is flock'd by its
+ * host process and its init; a lock nobody holds marks a dead sandbox. */
+struct stale {
+    char (*ids)[256];
+    size_t n;
+    const char *lock_dir;
+};
 
 static bool cg_is_live(const char *id, void *ud)
 {
-    return lock_is_live((const char *)ud, id);
+    const struct stale *st = ud;
+    char path[PATH_MAX];
+    for (size_t i = 0; i < st->n; i++)
+        if (strcmp(st->ids[i], id) == 0)
+            return false;
+    /* No lock file at all: nothing can own it. */
+    return sbx_pathf(path, sizeof(path), "%s/%s", st->lock_dir, id) == 0 && access(path, F_OK) == 0;
 }
 
 static void sweep(sbx_engine *eng)
 {
-    /* Cgroups first (their lock files tell who is live), then the locks. */
-    sbx_cg_sweep(&eng->cg, eng->cg_name, cg_is_live, eng->lock_dir);
     DIR *d = opendir(eng->lock_dir);
     if (!d)
         return;
+    struct stale st = {NULL, 0, eng->lock_dir};
+    int *fds = NULL;
+    size_t cap = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
         char path[PATH_MAX];
-        if (sbx_pathf(path, sizeof(path), "%s/%s", eng->lock_dir, e->d_name) < 0)
+        if (e->d_name[0] == '.' || sbx_pathf(path, sizeof(path), "%s/%s", eng->lock_dir, e->d_name) < 0)
             continue;
         int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0)
             continue;
-        /* Unlink while holding the lock, so no live owner loses its file. */
-        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
-            unlink(path);
-        close(fd);
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+            close(fd); /* live */
+            continue;
+        }
+        if (st.n == cap) {
+            size_t ncap = cap ? cap * 2 : 8;
+            void *ni = realloc(st.ids, ncap * sizeof(*st.ids)), *nf = ni ? realloc(fds, ncap * sizeof(int)) : NULL;
+            if (ni)
+                st.ids = ni;
+            if (!nf) {
+                close(fd);
+                break;
+            }
+            fds = nf;
+            cap = ncap;
+        }
+        snprintf(st.ids[st.n], sizeof(st.ids[0]), "%s", e->d_name);
+        fds[st.n++] = fd; /* keep holding it while its cgroups go */
     }
     closedir(d);
+    /* Cgroups first, then the locks: a crash in between is swept again. */
+    if (st.n)
+        sbx_cg_sweep(&eng->cg, eng->cg_name, cg_is_live, &st);
+    for (size_t i = 0; i < st.n; i++) {
+        char path[PATH_MAX];
+        if (sbx_pathf(path, sizeof(path), "%s/%s", eng->lock_dir, st.ids[i]) == 0)
+            unlink(path);
+        close(fds[i]);
+    }
+    free(st.ids);
+    free(fds);
 }
 
 int sbx_engine_open(const sbx_engine_config *cfg, sbx_engine **out, sbx_err *err)

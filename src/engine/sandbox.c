@@ -447,9 +447,13 @@ void sbx_sandbox_destroy(sbx_sandbox *sb)
     if (sb->ctl_fd >= 0)
         close(sb->ctl_fd);
     if (sb->has_cg) {
+        /* With init reaped the pid namespace is empty; a straggler (none
+         * is expected) is killed before a second try. */
         sbx_err e;
-        sbx_cg_kill_all(&sb->cg);
-        sbx_cg_destroy(&sb->cg, &e);
+        if (sbx_cg_destroy(&sb->cg, &e) < 0) {
+            sbx_cg_kill_all(&sb->cg);
+            sbx_cg_destroy(&sb->cg, &e);
+        }
     }
     if (sb->lock_fd >= 0) {
         if (sb->lock_path[0])

@@ -128,6 +128,11 @@ int sbx_mkdir_p(const char *path, unsigned mode)
     size_t n = strlen(path);
     if (n == 0 || n >= sizeof(tmp))
         return -ENAMETOOLONG;
+    /* Usually it exists, or only the last part is missing. */
+    if (mkdir(path, mode) == 0 || errno == EEXIST)
+        return 0;
+    if (errno != ENOENT)
+        return -errno;
     memcpy(tmp, path, n + 1);
     for (char *p = tmp + 1; *p; p++) {
         if (*p != '/')
