@@ -25,13 +25,18 @@ hyperfine -N --warmup 5 --runs $((RUNS / 5)) --export-json "$out/python.json" \
     -n "bwrap python3 -c pass" "$BW /usr/bin/python3 -c pass" \
     -n "unshare python3 -c pass" "$US /usr/bin/python3 -c pass" \
     -n "bare python3 -c pass" "/usr/bin/python3 -c pass" >/dev/null
+# Spaced runs: a launch after a pause, as users see it (kernel state such
+# as RCU grace periods is cold), not only back to back.
+hyperfine -N --runs 40 --prepare "sleep 0.2" --export-json "$out/spaced.json" \
+    -n "sbx run /bin/true, spaced" "$SBX run -- /bin/true" \
+    -n "bwrap /bin/true, spaced" "$BW /bin/true" >/dev/null
 "$root/$BUILD/bench/idle_mem" 50 >"$out/idle_mem.txt"
 
 python3 - "$out" <<'PY'
 import json, statistics, sys, os
 out = sys.argv[1]
 rows = []
-for f in ("start.json", "python.json"):
+for f in ("start.json", "spaced.json", "python.json"):
     res = json.load(open(os.path.join(out, f)))["results"]
     med = {r["command"]: statistics.median(r["times"]) * 1e3 for r in res}
     ref = next(v for k, v in med.items() if k.startswith("bwrap"))

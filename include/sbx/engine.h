@@ -41,6 +41,9 @@ typedef struct sbx_engine_config {
     const char *cgroup_fs;   /* cgroup mount root; default /sys/fs/cgroup (tests point elsewhere) */
     uint32_t uid_base;       /* host uid/gid that root inside maps to; default 1000000000 */
     uint32_t uid_count;      /* ids mapped; default 65536 */
+    bool keep_cgroup_mount;  /* do not set "favordynmods" on the cgroup2 mount
+                                (see cgroup.h: it makes each launch ~10 ms faster
+                                on hosts that migrate tasks between cgroups) */
 } sbx_engine_config;
 
 typedef struct sbx_engine sbx_engine;

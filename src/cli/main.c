@@ -24,6 +24,8 @@ int cli_engine_open(sbx_engine **eng, sbx_err *err)
         .image_dir = getenv("SBX_IMAGE_DIR"),
         .cgroup_name = getenv("SBX_CGROUP_NAME"),
     };
+    const char *keep = getenv("SBX_CGROUP_KEEP_MOUNT");
+    cfg.keep_cgroup_mount = keep && *keep && strcmp(keep, "0") != 0;
     const char *base = getenv("SBX_UID_BASE");
     if (base && *base) {
         char *end;

@@ -3,6 +3,8 @@
  * sweep. Limit files and counters live in cgroup_v1.c / cgroup_v2.c. */
 #include <dirent.h>
 #include <errno.h>
+#include <linux/mount.h>
+#include <sys/syscall.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -110,6 +112,7 @@ static int detect_under(const char *mountinfo, const char *v2_controllers, const
             }
         } else if (strcmp(fstype, "cgroup2") == 0 && !out->v2_mount[0]) {
             strcpy(out->v2_mount, mnt);
+            snprintf(out->v2_opts, sizeof(out->v2_opts), "%s", super);
         }
     }
     free(text);
@@ -619,4 +622,40 @@ int sbx_cg_sweep(const sbx_cg_layout *lay, const char *name, bool (*is_live)(con
     }
     free(ids.v);
     return removed;
+}
+
+int sbx_cg_favor_dynmods(sbx_cg_layout *lay)
+{
+    if (!lay->v2_mount[0])
+        return -ENOENT;
+    if (has_word(lay->v2_opts, "favordynmods", ","))
+        return 0;
+    int fd = (int)syscall(SYS_fspick, AT_FDCWD, lay->v2_mount, FSPICK_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    /* A reconfigure sets exactly the flags it is given: repeat the
+     * current ones (nsdelegate, memory_recursiveprot, ...). */
+    char opts[sizeof(lay->v2_opts)];
+    snprintf(opts, sizeof(opts), "%s", lay->v2_opts);
+    int r = 0;
+    char *save = NULL;
+    for (char *o = strtok_r(opts, ",", &save); o && !r; o = strtok_r(NULL, ",", &save)) {
+        if (strcmp(o, "rw") == 0 || strcmp(o, "ro") == 0)
+            continue;
+        char *eq = strchr(o, '=');
+        if (eq)
+            *eq = '\0';
+        r = (int)syscall(SYS_fsconfig, fd, eq ? FSCONFIG_SET_STRING : FSCONFIG_SET_FLAG, o, eq ? eq + 1 : NULL, 0);
+    }
+    if (r == 0)
+        r = (int)syscall(SYS_fsconfig, fd, FSCONFIG_SET_FLAG, "favordynmods", NULL, 0);
+    if (r == 0)
+        r = (int)syscall(SYS_fsconfig, fd, FSCONFIG_CMD_RECONFIGURE, NULL, NULL, 0);
+    int e = r < 0 ? errno : 0;
+    close(fd);
+    if (e)
+        return -e;
+    size_t n = strlen(lay->v2_opts);
+    snprintf(lay->v2_opts + n, sizeof(lay->v2_opts) - n, ",favordynmods");
+    return 0;
 }

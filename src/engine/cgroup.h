@@ -25,6 +25,7 @@ typedef struct sbx_cg_layout {
     int ver[SBX_CG_NCTL];              /* enum sbx_cg_ver per controller */
     char mount[SBX_CG_NCTL][PATH_MAX]; /* hierarchy mount point serving it */
     char v2_mount[PATH_MAX];           /* "" when no cgroup2 is mounted */
+    char v2_opts[256];                 /* its super options, e.g. "rw,nsdelegate" */
 } sbx_cg_layout;
 
 /* Pure: from the text of /proc/self/mountinfo and the content of the v2
@@ -35,6 +36,15 @@ int sbx_cg_detect_text(const char *mountinfo, const char *v2_controllers, sbx_cg
  * which mounts count (those below it), so tests can use a fake tree. */
 int sbx_cg_detect(const char *cgroup_fs, sbx_cg_layout *out, sbx_err *err);
 const char *sbx_cg_ctl_name(int ctl);
+
+/* Moving a task into a cgroup takes the kernel's global threadgroup rwsem
+ * for writing, which waits for an RCU grace period (~10-20 ms) unless the
+ * hierarchy is mounted with "favordynmods". That one option, set on the
+ * cgroup2 mount (it is global: v1 migrations benefit too), is what a host
+ * that creates sandboxes all day wants. Reconfigures the superblock
+ * keeping its other options; mount flags are untouched. 0: on (now or
+ * already), -errno: not possible (no cgroup2 mount, kernel < 6.0, ...). */
+int sbx_cg_favor_dynmods(sbx_cg_layout *lay);
 
 typedef struct sbx_cg_limits {
     double cpus;           /* 0 = no quota */

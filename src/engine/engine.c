@@ -140,6 +140,7 @@ int sbx_engine_open(const sbx_engine_config *cfg, sbx_engine **out, sbx_err *err
     }
     if (sbx_cg_detect(eng->cg_fs, &eng->cg, err) < 0)
         goto fail;
+    eng->favor_dynmods = cfg->keep_cgroup_mount ? 1 : sbx_cg_favor_dynmods(&eng->cg);
     sweep(eng);
     *out = eng;
     return 0;
@@ -164,7 +165,14 @@ int sbx_engine_describe(const sbx_engine *eng, char *buf, size_t len)
             return -1;
         off += (size_t)n;
     }
-    int n = snprintf(buf + off, len - off, "uid map  0 -> %u (%u ids)\nrun dir  %s\n", eng->uid_base, eng->uid_count,
-                     eng->run_dir);
+    char fav[PATH_MAX + 32];
+    if (eng->favor_dynmods == 0)
+        snprintf(fav, sizeof(fav), "on (%s)", eng->cg.v2_mount);
+    else if (eng->favor_dynmods == 1)
+        snprintf(fav, sizeof(fav), "left alone (SBX_CGROUP_KEEP_MOUNT)");
+    else
+        snprintf(fav, sizeof(fav), "unavailable: %s", strerror(-eng->favor_dynmods));
+    int n = snprintf(buf + off, len - off, "cgroup favordynmods %s\nuid map  0 -> %u (%u ids)\nrun dir  %s\n", fav,
+                     eng->uid_base, eng->uid_count, eng->run_dir);
     return (n < 0 || (size_t)n >= len - off) ? -1 : 0;
 }

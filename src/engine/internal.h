@@ -25,6 +25,7 @@ struct sbx_engine {
     char cg_fs[PATH_MAX];
     uint32_t uid_base, uid_count;
     sbx_cg_layout cg;
+    int favor_dynmods; /* 0 on, -errno why not, 1 left alone on request */
 };
 
 /* ---- image.c ---- */
