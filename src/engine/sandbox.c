@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -96,6 +97,7 @@ static void __attribute__((noreturn)) child_main(const struct child_args *a)
         child_error(ctl, "sethostname", errno);
     if ((r = sbx_rootfs_build(pl, &what)) < 0)
         child_error(ctl, what, -r);
+    munmap((void *)pl, sizeof(*pl));
 
     /* The network namespace, made meanwhile by the host (netns_thread).
      * The host has also moved us into the sandbox's cgroups by then, so
@@ -240,10 +242,15 @@ int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out,
     if (check_spec(eng, spec, err) < 0)
         return -1;
     sbx_sandbox *sb = calloc(1, sizeof(*sb));
-    sbx_rootfs_plan *pl = calloc(1, sizeof(*pl));
+    /* The plan gets its own mapping: the child drops its copy once the
+     * root is built, so a live sandbox's init keeps none of it. */
+    sbx_rootfs_plan *pl = mmap(NULL, sizeof(*pl), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (pl == MAP_FAILED)
+        pl = NULL;
     if (!sb || !pl) {
         free(sb);
-        free(pl);
+        if (pl)
+            munmap(pl, sizeof(*pl));
         return sbx_fail(err, SBX_E_SYSTEM, "out of memory");
     }
     sb->eng = eng;
@@ -409,7 +416,7 @@ int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out,
     }
     if (sb->has_cg)
         sbx_cg_close_fds(&sb->cg);
-    free(pl);
+    munmap(pl, sizeof(*pl));
     *out = sb;
     return 0;
 
@@ -418,7 +425,7 @@ fail:
         close(socks[0]);
     if (socks[1] >= 0)
         close(socks[1]);
-    free(pl);
+    munmap(pl, sizeof(*pl));
     sbx_sandbox_destroy(sb);
     return -1;
 }
