@@ -71,7 +71,9 @@ typedef struct sbx_spec {
     uint64_t memory_mib;  /* hard limit, no swap; 0 = unlimited */
     uint64_t pids;        /* 0 = unlimited */
     uint64_t disk_mib;    /* writable layer size; 0 = SBX_DEFAULT_DISK_MIB */
-    const char *layer_dir;/* NULL: tmpfs layer (throwaway); else on-disk upper dir kept across runs */
+    const char *layer_dir;/* NULL: tmpfs layer (throwaway). Else the writable layer is kept
+                             on disk across sandboxes, as an ext4 image <layer_dir>/layer.img
+                             of disk_mib (fixed when first made) on a loop device */
     bool track_cpu;       /* account cpu time in cgroups even without a cpu limit
                              (for sbx_sandbox_stats); costs ~0.2 ms per launch on v1 */
     const sbx_volume *volumes;

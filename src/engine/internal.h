@@ -36,6 +36,13 @@ int sbx_image_resolve(const sbx_engine *eng, const char *image, int *kind, char 
 /* Makes sure eng->etc_mask is current with the host's /etc. */
 int sbx_etc_mask_ensure(const sbx_engine *eng, sbx_err *err);
 
+/* ---- layer.c ---- */
+/* Parent: opens (making it on first use) the ext4 image of an on-disk
+ * layer, sized `bytes`. */
+int sbx_layer_prepare(const char *dir, uint64_t bytes, int *img_fd, sbx_err *err);
+/* Child: attaches the image to a loop device and mounts it at mnt. 0 or -errno. */
+int sbx_layer_attach(int img_fd, const char *mnt);
+
 /* ---- rootfs.c ---- */
 /* Everything the child needs to build the root, computed by the parent so
  * the child runs without allocating (it may be a fork of a threaded server). */
@@ -46,6 +53,7 @@ typedef struct sbx_rootfs_plan {
     char stage[PATH_MAX];
     char layer_mnt[PATH_MAX];
     char layer_dir[PATH_MAX];  /* "" = tmpfs layer */
+    int layer_img_fd;          /* on-disk layer: its ext4 image, else -1 */
     char empty_dir[PATH_MAX];
     uint64_t disk_bytes;
     uint32_t uid_base;

@@ -363,7 +363,7 @@ static int build_root(const sbx_rootfs_plan *pl, const char **what)
     char opts[3 * PATH_MAX + 64];
     uint32_t base = pl->uid_base;
     unsigned long long kib = (unsigned long long)(pl->disk_bytes / 1024);
-    if (pl->image_kind == SBX_IMAGE_HOST && !pl->layer_dir[0]) {
+    if (pl->image_kind == SBX_IMAGE_HOST && pl->layer_img_fd < 0) {
         /* Throwaway run: the root itself is the size-limited tmpfs. */
         snprintf(opts, sizeof(opts), "size=%lluk,mode=0755,uid=%u,gid=%u", kib, base, base);
         TRY("mount root tmpfs", mount("sbx-root", pl->stage, "tmpfs", MS_NOSUID, opts));
@@ -371,11 +371,17 @@ static int build_root(const sbx_rootfs_plan *pl, const char **what)
     }
     /* Overlay root: upper and work dirs live in the layer (a tmpfs, or an
      * on-disk directory the caller keeps across runs). */
-    const char *layer = pl->layer_dir;
-    if (!layer[0]) {
+    const char *layer = pl->layer_mnt;
+    if (pl->layer_img_fd >= 0) {
+        int r = sbx_layer_attach(pl->layer_img_fd, pl->layer_mnt);
+        if (r < 0) {
+            *what = "attach on-disk layer";
+            return r;
+        }
+        close(pl->layer_img_fd);
+    } else {
         snprintf(opts, sizeof(opts), "size=%lluk,mode=0755", kib);
         TRY("mount layer tmpfs", mount("sbx-layer", pl->layer_mnt, "tmpfs", MS_NOSUID, opts));
-        layer = pl->layer_mnt;
     }
     char upper[PATH_MAX], work[PATH_MAX];
     sbx_pathf(upper, sizeof(upper), "%s/upper", layer);

@@ -247,6 +247,8 @@ int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out,
     sbx_rootfs_plan *pl = mmap(NULL, sizeof(*pl), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (pl == MAP_FAILED)
         pl = NULL;
+    else
+        pl->layer_img_fd = -1;
     if (!sb || !pl) {
         free(sb);
         if (pl)
@@ -281,15 +283,13 @@ int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out,
     snprintf(pl->stage, sizeof(pl->stage), "%s", eng->stage_dir);
     snprintf(pl->layer_mnt, sizeof(pl->layer_mnt), "%s", eng->layer_dir);
     snprintf(pl->empty_dir, sizeof(pl->empty_dir), "%s", eng->empty_dir);
+    pl->disk_bytes = (spec->disk_mib ? spec->disk_mib : SBX_DEFAULT_DISK_MIB) << 20;
+    pl->layer_img_fd = -1;
     if (spec->layer_dir) {
-        int r = sbx_mkdir_p(spec->layer_dir, 0700);
-        if (r < 0) {
-            sbx_fail_errno(err, -r, "layer directory %s", spec->layer_dir);
+        if (sbx_layer_prepare(spec->layer_dir, pl->disk_bytes, &pl->layer_img_fd, err) < 0)
             goto fail;
-        }
         snprintf(pl->layer_dir, sizeof(pl->layer_dir), "%s", spec->layer_dir);
     }
-    pl->disk_bytes = (spec->disk_mib ? spec->disk_mib : SBX_DEFAULT_DISK_MIB) << 20;
     pl->uid_base = eng->uid_base;
     snprintf(pl->hostname, sizeof(pl->hostname), "%s", spec->hostname ? spec->hostname : "sbx");
 
@@ -416,6 +416,8 @@ int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out,
     }
     if (sb->has_cg)
         sbx_cg_close_fds(&sb->cg);
+    if (pl->layer_img_fd >= 0)
+        close(pl->layer_img_fd);
     munmap(pl, sizeof(*pl));
     *out = sb;
     return 0;
@@ -425,7 +427,10 @@ fail:
         close(socks[0]);
     if (socks[1] >= 0)
         close(socks[1]);
-    munmap(pl, sizeof(*pl));
+    if (pl && pl->layer_img_fd >= 0)
+        close(pl->layer_img_fd);
+    if (pl)
+        munmap(pl, sizeof(*pl));
     sbx_sandbox_destroy(sb);
     return -1;
 }

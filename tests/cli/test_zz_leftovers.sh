@@ -6,3 +6,4 @@ check "no sbx cgroup remains" bash -c '! ls -d /sys/fs/cgroup/*/sbx/* /sys/fs/cg
 check "no sbx mount remains" bash -c '! grep -q "sbx" /proc/self/mountinfo'
 check "no sandboxed process remains" bash -c "! pgrep -u $SBX_USER_HOST_UID >/dev/null && ! pgrep -u ${SBX_UID_BASE:-1000000000} >/dev/null"
 check "no sandbox lock remains" bash -c '! ls /run/sbx/sandboxes/ 2>/dev/null | grep -q .'
+check "no loop device of an sbx layer remains" bash -c '! losetup -a 2>/dev/null | grep -q "layer.img"'

@@ -133,7 +133,24 @@ int main(void)
         if (p2)
             sbx_exec_result_free(&r);
         sbx_sandbox_destroy(p2);
-        char cmd[128];
+        sbx_spec small = {.layer_dir = layer, .disk_mib = 16};
+        char small_dir[64];
+        snprintf(small_dir, sizeof(small_dir), "%s/small", layer);
+        small.layer_dir = small_dir;
+        sbx_sandbox *p3 = NULL;
+        T_OK(sbx_sandbox_create(eng, &small, &p3, &e) == 0, "sandbox with a 16 MiB on-disk layer (%s)",
+             p3 ? "" : e.msg);
+        T_OK(p3 && run(p3, "dd if=/dev/zero of=/home/user/fill bs=1M count=32 2>&1; echo rc=$?", &r, 0, 0) == 0 &&
+                 strstr(r.out, "No space left") && strstr(r.out, "rc=1"),
+             "the on-disk layer's size is enforced by the kernel");
+        if (p3)
+            sbx_exec_result_free(&r);
+        sbx_sandbox_destroy(p3);
+        char cmd[192];
+        /* The loop device goes with the sandbox's mount namespace. */
+        snprintf(cmd, sizeof(cmd), "for i in $(seq 50); do losetup -j %s/layer.img | grep -q . || exit 0; sleep 0.02; done; exit 1",
+                 small_dir);
+        T_OK(system(cmd) == 0, "no loop device stays attached after destroy");
         snprintf(cmd, sizeof(cmd), "rm -rf %s", layer);
         T_OK(system(cmd) == 0, "layer removed");
     }
