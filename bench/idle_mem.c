@@ -1,12 +1,44 @@
-/* Idle memory per live sandbox: creates N sandboxes with the engine (each
- * an init waiting for commands), then reports the host's memory growth per
+/* Engine-level numbers: the latency of a command in a pre-created (live)
+ * sandbox, and idle memory per live sandbox: creates N sandboxes (each an
+ * init waiting for commands), then reports the host's memory growth per
  * sandbox (kernel objects included) and the PSS of each sandbox's init. */
 #include "sbx/engine.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median wall time of `argv` run in one live sandbox, in ms. */
+static double exec_median(sbx_sandbox *sb, char **argv, int runs)
+{
+    double *t = calloc((size_t)runs, sizeof(double));
+    sbx_err err;
+    for (int i = 0; i < runs; i++) {
+        sbx_exec_spec xs = {.argv = argv, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1, .signal_fd = -1};
+        sbx_exec_result r;
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        if (sbx_sandbox_exec(sb, &xs, &r, &err) < 0) {
+            fprintf(stderr, "exec: %s\n", err.msg);
+            exit(1);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        sbx_exec_result_free(&r);
+        t[i] = (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6;
+    }
+    qsort(t, (size_t)runs, sizeof(double), cmp_double);
+    double m = t[runs / 2];
+    free(t);
+    return m;
+}
 
 static long meminfo_kib(const char *key)
 {
@@ -45,6 +77,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
+    sbx_sandbox *live;
+    sbx_spec ls = {.memory_mib = 256, .pids = 64};
+    if (sbx_sandbox_create(eng, &ls, &live, &err) < 0) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    char *tru[] = {"/bin/true", NULL}, *py[] = {"/usr/bin/python3", "-c", "pass", NULL};
+    printf("exec_true_ms %.3f\n", exec_median(live, tru, 300));
+    printf("exec_python_ms %.3f\n", exec_median(live, py, 60));
+    sbx_sandbox_destroy(live);
+
     sbx_sandbox **sbs = calloc((size_t)n, sizeof(*sbs));
     sync();
     sleep(1);
