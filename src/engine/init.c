@@ -125,6 +125,15 @@ static int mkdir_p_as_user(char *path)
 static void __attribute__((noreturn))
 exec_child(const struct sbx_msg_exec *m, char *workdir, char **argv, char **env, const int *stdio, int errfd)
 {
+    /* A fresh signal state: ignored signals survive exec, and whatever
+     * launched sbx (a shell's background job ignores SIGINT) must not
+     * decide what the command ignores. */
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            sigaction(sig, &dfl, NULL);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);

@@ -299,16 +299,24 @@ int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out,
         sbx_fail(err, SBX_E_INVALID, "lock path too long");
         goto fail;
     }
-    sb->lock_fd = open(sb->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (sb->lock_fd < 0) {
-        sbx_fail_errno(err, errno, "open %s", sb->lock_path);
+    /* The lock file appears under its name already locked: made as an
+     * unnamed O_TMPFILE, locked, then linked into place. A sweep never
+     * sees it unlocked, and the link fails if the id is taken. */
+    sb->lock_fd = open(eng->lock_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (sb->lock_fd < 0 || flock(sb->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        sbx_fail_errno(err, errno, "lock in %s", eng->lock_dir);
+        sb->lock_path[0] = '\0';
         goto fail;
     }
-    if (flock(sb->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-        close(sb->lock_fd);
-        sb->lock_fd = -1;
+    char fdpath[64];
+    snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", sb->lock_fd);
+    if (linkat(AT_FDCWD, fdpath, AT_FDCWD, sb->lock_path, AT_SYMLINK_FOLLOW) < 0) {
+        int le = errno;
+        if (le == EEXIST)
+            sbx_fail(err, SBX_E_INVALID, "sandbox id '%s' is already in use", sb->id);
+        else
+            sbx_fail_errno(err, le, "lock %s", sb->lock_path);
         sb->lock_path[0] = '\0'; /* not ours: do not unlink */
-        sbx_fail(err, SBX_E_INVALID, "sandbox id '%s' is already in use", sb->id);
         goto fail;
     }
 
