@@ -16,10 +16,12 @@ OPT ?= -O2
 CFLAGS ?= $(OPT) -g
 CFLAGS += -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
           -Wno-unused-parameter -fno-strict-aliasing -MMD -MP $(SANFLAGS) \
-          -Iinclude -Isrc/engine -I$(BUILD)/gen
+          -Iinclude -Isrc/engine -Isrc/server -I$(BUILD)/gen
 LDFLAGS += $(SANFLAGS)
 
 ENGINE_SRC := $(wildcard src/engine/*.c)
+SERVER_SRC := $(filter-out src/server/main.c,$(wildcard src/server/*.c)) $(wildcard src/proto/*.c)
+SERVER_LIBS := -lmicrohttpd -ljansson -lsqlite3 -lcrypto -lcurl -lpthread -lm
 CLI_SRC    := $(wildcard src/cli/*.c)
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 HELPER_SRC := $(wildcard tests/helpers/*.c)
@@ -29,12 +31,15 @@ CLI_OBJ    := $(CLI_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 HELPER_BIN := $(HELPER_SRC:tests/helpers/%.c=$(BUILD)/helpers/%)
 
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
 LIBSBX := $(BUILD)/libsbx.a
+LIBSRV := $(BUILD)/libsbxserver.a
 SBX    := $(BUILD)/sbx
+SBX_SERVER := $(BUILD)/sbx-server
 SECCOMP_INC := $(BUILD)/gen/seccomp_filter.inc
 
 .PHONY: all deps test run bench clean asan check-leaks
-all: $(SBX) $(UNIT_BIN) $(HELPER_BIN)
+all: $(SBX) $(SBX_SERVER) $(UNIT_BIN) $(HELPER_BIN)
 
 deps:
 	@tools/deps.sh
@@ -83,9 +88,17 @@ $(SBX): $(CLI_OBJ) $(LIBSBX)
 	$(CC) $(LDFLAGS) $(CLI_OBJ) $(LIBSBX) -o $@ -lm
 endif
 
-$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIBSBX)
+$(LIBSRV): $(SERVER_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+# The server: glibc and Debian's libraries; `sbx server ...` execs it.
+$(SBX_SERVER): $(BUILD)/src/server/main.o $(LIBSRV) $(LIBSBX)
+	$(CC) $(LDFLAGS) $< $(LIBSRV) $(LIBSBX) -o $@ $(SERVER_LIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIBSRV) $(LIBSBX)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $< $(LIBSBX) -o $@
+	$(CC) $(LDFLAGS) $< $(LIBSRV) $(LIBSBX) -o $@ $(SERVER_LIBS)
 
 # Helpers run inside sandboxes (bind-mounted in by tests): static so they
 # need nothing from the image.

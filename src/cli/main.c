@@ -1,9 +1,12 @@
 /* sbx: entry point and subcommand dispatch. */
 #include "cli.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define SBX_VERSION "0.1.0"
 
@@ -14,6 +17,7 @@ static void usage(FILE *f)
                "commands:\n"
                "  run      run a command in a new sandbox (sbx run --help)\n"
                "  info     show what the engine detected on this host\n"
+               "  server   run the API server (sbx server --help)\n"
                "  version  print the version\n");
 }
 
@@ -40,6 +44,25 @@ int cli_engine_open(sbx_engine **eng, sbx_err *err)
     return sbx_engine_open(&cfg, eng, err);
 }
 
+/* The server lives in its own binary beside this one (it links libraries
+ * that would slow every `sbx run` down); hand the command line over. */
+static int exec_server(char **argv)
+{
+    char self[PATH_MAX], path[PATH_MAX + 16];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n < 0) {
+        fprintf(stderr, "sbx: cannot find my own binary: %s\n", strerror(errno));
+        return SBX_EXIT_OWN_ERROR;
+    }
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    *slash = '\0';
+    snprintf(path, sizeof(path), "%s/sbx-server", self);
+    execv(path, argv);
+    fprintf(stderr, "sbx: cannot run %s: %s\n", path, strerror(errno));
+    return SBX_EXIT_OWN_ERROR;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -49,6 +72,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "run") == 0)
         return cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "server") == 0)
+        return exec_server(argv);
     if (strcmp(cmd, "info") == 0)
         return cmd_info(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

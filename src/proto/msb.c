@@ -1,0 +1,553 @@
+/* The microsandbox v0.2 JSON-RPC methods (shared/protocols/microsandbox.md
+ * §5, §6, §9): names and params in, server sandbox operations out. */
+#include "log.h"
+#include "rpc.h"
+#include "util.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_OUTPUT (16u << 20)
+
+/* ---- params ------------------------------------------------------------- */
+
+static int check_name(const char *what, const char *s, sbx_rpc_err *e)
+{
+    size_t n = strlen(s);
+    if (n == 0)
+        return sbx_rpc_fail(e, 400, 2001, "%s cannot be empty", what);
+    if (n > 63)
+        return sbx_rpc_fail(e, 400, 2001, "%s cannot exceed 63 characters", what);
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+            return sbx_rpc_fail(e, 400, 2001,
+                                "%s can only contain alphanumeric characters, hyphens, or underscores", what);
+    }
+    char c = s[0];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
+        return sbx_rpc_fail(e, 400, 2001, "%s must start with an alphanumeric character", what);
+    return 0;
+}
+
+/* namespace: optional, default "default"; "*" only where allowed. */
+static int get_ns(const char *method, json_t *params, bool wildcard_ok, const char **ns, sbx_rpc_err *e)
+{
+    json_t *j = json_object_get(params, "namespace");
+    if (!j || json_is_null(j)) {
+        *ns = "default";
+        return 0;
+    }
+    if (!json_is_string(j))
+        return sbx_rpc_fail(e, 400, 2001, "Invalid params for %s: namespace must be a string", method);
+    *ns = json_string_value(j);
+    if (strcmp(*ns, "*") == 0)
+        return wildcard_ok ? 0 : sbx_rpc_fail(e, 400, 2001, "Wildcard namespace (*) is not valid for sandbox creation");
+    return check_name("Namespace", *ns, e);
+}
+
+static int get_sandbox(const char *method, json_t *params, const char **name, sbx_rpc_err *e)
+{
+    json_t *j = json_object_get(params, "sandbox");
+    if (!j)
+        return sbx_rpc_fail(e, 400, 2001, "Invalid params for %s: missing field `sandbox`", method);
+    if (!json_is_string(j))
+        return sbx_rpc_fail(e, 400, 2001, "Invalid params for %s: field `sandbox` must be a string", method);
+    *name = json_string_value(j);
+    return check_name("Sandbox name", *name, e);
+}
+
+static int strv_from_json(const char *field, json_t *arr, char ***out, size_t *n, sbx_rpc_err *e)
+{
+    *out = NULL;
+    *n = 0;
+    if (!arr || json_is_null(arr))
+        return 0;
+    if (!json_is_array(arr))
+        return sbx_rpc_fail(e, 400, 2001, "Invalid params for sandbox.start: config.%s must be an array of strings",
+                            field);
+    size_t len = json_array_size(arr);
+    char **v = calloc(len + 1, sizeof(char *));
+    if (!v)
+        return sbx_rpc_internal(e, "out of memory");
+    for (size_t i = 0; i < len; i++) {
+        json_t *s = json_array_get(arr, i);
+        if (!json_is_string(s) || !(v[i] = strdup(json_string_value(s)))) {
+            for (size_t k = 0; k < i; k++)
+                free(v[k]);
+            free(v);
+            return sbx_rpc_fail(e, 400, 2001, "Invalid params for sandbox.start: config.%s[%zu] must be a string",
+                                field, i);
+        }
+    }
+    *out = v;
+    *n = len;
+    return 0;
+}
+
+static bool empty_or_null(json_t *j)
+{
+    return !j || json_is_null(j) || (json_is_array(j) && json_array_size(j) == 0) ||
+           (json_is_object(j) && json_object_size(j) == 0);
+}
+
+/* config object -> sbx_sandbox_conf. Fields sbx cannot honour are refused
+ * with a message saying so, never silently dropped. */
+static int parse_conf(json_t *cfg, sbx_sandbox_conf *c, sbx_rpc_err *e)
+{
+    memset(c, 0, sizeof(*c));
+    c->memory_mib = 1024;
+    c->cpus = 1;
+    json_t *j;
+    if ((j = json_object_get(cfg, "image")) && !json_is_null(j)) {
+        if (!json_is_string(j))
+            return sbx_rpc_fail(e, 400, 2001, "Invalid params for sandbox.start: config.image must be a string");
+        snprintf(c->image, sizeof(c->image), "%s", json_string_value(j));
+    }
+    if ((j = json_object_get(cfg, "memory")) && !json_is_null(j)) {
+        if (!json_is_integer(j) || json_integer_value(j) < 6 || json_integer_value(j) > (1 << 24))
+            return sbx_rpc_fail(e, 400, 2001,
+                                "Invalid params for sandbox.start: config.memory must be an integer number of MiB (6 to 16777216)");
+        c->memory_mib = (uint64_t)json_integer_value(j);
+    }
+    if ((j = json_object_get(cfg, "cpus")) && !json_is_null(j)) {
+        double v = json_is_number(j) ? json_number_value(j) : -1;
+        if (v < 1 || v > 1024 || floor(v) != v)
+            return sbx_rpc_fail(e, 400, 2001,
+                                "Invalid params for sandbox.start: config.cpus must be a whole number of CPUs (1 to 1024)");
+        c->cpus = v;
+    }
+    if ((j = json_object_get(cfg, "workdir")) && !json_is_null(j)) {
+        if (!json_is_string(j) || json_string_value(j)[0] != '/')
+            return sbx_rpc_fail(e, 400, 2001, "Invalid params for sandbox.start: config.workdir must be an absolute path");
+        snprintf(c->workdir, sizeof(c->workdir), "%s", json_string_value(j));
+    }
+    static const struct { const char *field, *why; } unsupported[] = {
+        {"ports", "ports are not supported: a sandbox's network is loopback only"},
+        {"scripts", "scripts are not supported yet"},
+        {"depends_on", "depends_on is not supported yet"},
+    };
+    for (size_t i = 0; i < SBX_ARRAY_LEN(unsupported); i++)
+        if (!empty_or_null(json_object_get(cfg, unsupported[i].field)))
+            return sbx_rpc_fail(e, 400, 2001, "Invalid params for sandbox.start: config.%s: %s", unsupported[i].field,
+                                unsupported[i].why);
+    if (strv_from_json("volumes", json_object_get(cfg, "volumes"), &c->volumes, &c->n_volumes, e) < 0 ||
+        strv_from_json("envs", json_object_get(cfg, "envs"), &c->envs, &c->n_envs, e) < 0) {
+        sbx_conf_free(c);
+        return -1;
+    }
+    for (size_t i = 0; i < c->n_envs; i++)
+        if (!strchr(c->envs[i], '=') || c->envs[i][0] == '=') {
+            sbx_rpc_fail(e, 400, 2001, "Invalid params for sandbox.start: config.envs entry '%s' must be KEY=VALUE",
+                         c->envs[i]);
+            sbx_conf_free(c);
+            return -1;
+        }
+    return 0;
+}
+
+/* ---- sandbox.start / stop ----------------------------------------------- */
+
+static int m_start(sbx_server *srv, json_t *params, json_t **result, sbx_rpc_err *e)
+{
+    const char *ns, *name;
+    if (get_sandbox("sandbox.start", params, &name, e) < 0 || get_ns("sandbox.start", params, false, &ns, e) < 0)
+        return -1;
+    json_t *cfg = json_object_get(params, "config");
+    if (cfg && !json_is_null(cfg) && !json_is_object(cfg))
+        return sbx_rpc_fail(e, 400, 2001, "Invalid params for sandbox.start: config must be an object");
+    json_t *image = json_object_get(cfg, "image");
+    sbx_err err = {0};
+    json_t *stored = NULL;
+    if (image && !json_is_null(image)) {
+        /* A config with an image replaces the stored one. */
+        sbx_sandbox_conf probe;
+        if (parse_conf(cfg, &probe, e) < 0)
+            return -1;
+        sbx_conf_free(&probe);
+        char *text = json_dumps(cfg, JSON_COMPACT);
+        sbx_reg_row row = {.config = text};
+        snprintf(row.ns, sizeof(row.ns), "%s", ns);
+        snprintf(row.name, sizeof(row.name), "%s", name);
+        snprintf(row.status, sizeof(row.status), "stopped");
+        snprintf(row.origin, sizeof(row.origin), "rpc");
+        int r = text ? sbx_reg_put(srv->reg, &row, &err) : -1;
+        free(text);
+        if (r < 0)
+            return sbx_rpc_internal(e, "sandbox.start %s/%s: %s", ns, name, err.msg);
+        stored = json_incref(cfg);
+    } else {
+        sbx_reg_row row;
+        int r = sbx_reg_get(srv->reg, ns, name, &row, &err);
+        if (r < 0)
+            return sbx_rpc_internal(e, "sandbox.start %s/%s: %s", ns, name, err.msg);
+        if (r == 1)
+            return sbx_rpc_fail(e, 400, 2001,
+                                "No configuration provided and no existing configuration found for sandbox '%s'", name);
+        stored = json_loads(row.config, 0, NULL);
+        sbx_reg_row_free(&row);
+        if (!stored)
+            return sbx_rpc_internal(e, "stored config of %s/%s is not JSON", ns, name);
+    }
+    sbx_sandbox_conf conf;
+    int rc = parse_conf(stored, &conf, e);
+    json_decref(stored);
+    if (rc < 0)
+        return -1;
+    rc = sbx_server_start_sandbox(srv, ns, name, &conf, &err);
+    sbx_conf_free(&conf);
+    if (rc < 0) {
+        if (err.code == SBX_E_SYSTEM)
+            return sbx_rpc_internal(e, "sandbox.start %s/%s: %s", ns, name, err.msg);
+        return sbx_rpc_fail(e, 400, 2001, "%s", err.msg);
+    }
+    char msg[128];
+    snprintf(msg, sizeof(msg), "Sandbox %s started successfully", name);
+    *result = json_string(msg);
+    return 0;
+}
+
+static int m_stop(sbx_server *srv, json_t *params, json_t **result, sbx_rpc_err *e)
+{
+    const char *ns, *name;
+    if (get_sandbox("sandbox.stop", params, &name, e) < 0 || get_ns("sandbox.stop", params, false, &ns, e) < 0)
+        return -1;
+    sbx_err err = {0};
+    int ex = sbx_reg_namespace_exists(srv->reg, ns, &err);
+    if (ex < 0)
+        return sbx_rpc_internal(e, "sandbox.stop: %s", err.msg);
+    if (ex == 0)
+        return sbx_rpc_fail(e, 400, 2001, "Namespace directory '%s' does not exist", ns);
+    sbx_reg_row row;
+    int r = sbx_reg_get(srv->reg, ns, name, &row, &err);
+    if (r != 0)
+        return sbx_rpc_internal(e, "sandbox.stop %s/%s: %s", ns, name, r == 1 ? "not configured" : err.msg);
+    sbx_reg_row_free(&row);
+    sbx_server_stop_sandbox(srv, ns, name);
+    char msg[128];
+    snprintf(msg, sizeof(msg), "Sandbox %s stopped successfully", name);
+    *result = json_string(msg);
+    return 0;
+}
+
+/* ---- metrics / list / delete -------------------------------------------- */
+
+static json_t *metrics_entry(sbx_server *srv, const sbx_reg_row *row)
+{
+    json_t *o = json_pack("{s:s, s:s}", "namespace", row->ns, "name", row->name);
+    sbx_live *l = sbx_server_acquire(srv, row->ns, row->name);
+    if (!l) {
+        json_object_set_new(o, "running", json_false());
+        json_object_set_new(o, "cpu_usage", json_null());
+        json_object_set_new(o, "memory_usage", json_null());
+        json_object_set_new(o, "disk_usage", json_null());
+        return o;
+    }
+    sbx_stats st = {0};
+    sbx_sandbox_stats(l->sb, &st, NULL);
+    uint64_t now = sbx_now_usec();
+    /* cpu %: cpu time over wall time since the previous metrics call. */
+    pthread_mutex_lock(&srv->lock);
+    double cpu = 0;
+    if (now > l->wall_mark_usec && st.cpu_usec >= l->cpu_mark_usec)
+        cpu = 100.0 * (double)(st.cpu_usec - l->cpu_mark_usec) / (double)(now - l->wall_mark_usec);
+    l->cpu_mark_usec = st.cpu_usec;
+    l->wall_mark_usec = now;
+    pthread_mutex_unlock(&srv->lock);
+    sbx_server_release(srv, l);
+    char layer[PATH_MAX + 16];
+    struct stat sst;
+    uint64_t disk = 0;
+    sbx_server_layer_dir(srv, row->ns, row->name, layer, sizeof(layer) - 16);
+    strcat(layer, "/layer.img");
+    if (stat(layer, &sst) == 0)
+        disk = (uint64_t)sst.st_blocks * 512;
+    json_object_set_new(o, "running", json_true());
+    json_object_set_new(o, "cpu_usage", json_real(round(cpu * 100) / 100));
+    json_object_set_new(o, "memory_usage", json_integer((json_int_t)(st.memory_bytes >> 20)));
+    json_object_set_new(o, "disk_usage", json_integer((json_int_t)disk));
+    return o;
+}
+
+static int m_metrics(sbx_server *srv, json_t *params, json_t **result, sbx_rpc_err *e)
+{
+    const char *ns;
+    if (get_ns("sandbox.metrics.get", params, true, &ns, e) < 0)
+        return -1;
+    json_t *js = json_object_get(params, "sandbox");
+    const char *only = NULL;
+    if (js && !json_is_null(js)) {
+        if (!json_is_string(js))
+            return sbx_rpc_fail(e, 400, 2001, "Invalid params for sandbox.metrics.get: sandbox must be a string or null");
+        only = json_string_value(js);
+    }
+    sbx_err err = {0};
+    sbx_reg_row *rows = NULL;
+    size_t n = 0;
+    if (sbx_reg_list(srv->reg, NULL, &rows, &n, &err) < 0)
+        return sbx_rpc_internal(e, "metrics: %s", err.msg);
+    bool wild = strcmp(ns, "*") == 0, ns_seen = false, found = false;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        if (!wild && strcmp(rows[i].ns, ns) != 0)
+            continue;
+        ns_seen = true;
+        if (only && strcmp(rows[i].name, only) != 0)
+            continue;
+        found = true;
+        json_array_append_new(arr, metrics_entry(srv, &rows[i]));
+    }
+    size_t total = n;
+    sbx_reg_rows_free(rows, n);
+    if (total > 0 && !wild && !ns_seen) {
+        json_decref(arr);
+        return sbx_rpc_fail(e, 400, 2001, "Namespace directory '%s' does not exist", ns);
+    }
+    if (only && !found && total > 0) {
+        json_decref(arr);
+        return sbx_rpc_internal(e, "metrics: sandbox %s/%s is not configured", ns, only);
+    }
+    *result = json_pack("{s:o}", "sandboxes", arr);
+    return 0;
+}
+
+static int m_list(sbx_server *srv, json_t *params, json_t **result, sbx_rpc_err *e)
+{
+    const char *ns;
+    if (get_ns("sandbox.list", params, true, &ns, e) < 0)
+        return -1;
+    sbx_err err = {0};
+    sbx_reg_row *rows = NULL;
+    size_t n = 0;
+    if (sbx_reg_list(srv->reg, ns, &rows, &n, &err) < 0)
+        return sbx_rpc_internal(e, "list: %s", err.msg);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *cfg = json_loads(rows[i].config, 0, NULL);
+        sbx_live *l = sbx_server_acquire(srv, rows[i].ns, rows[i].name);
+        if (l)
+            sbx_server_release(srv, l);
+        json_t *img = json_object_get(cfg, "image"), *mem = json_object_get(cfg, "memory"),
+               *cpus = json_object_get(cfg, "cpus");
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:b, s:O, s:O, s:O, s:s}", "namespace", rows[i].ns, "name",
+                                             rows[i].name, "running", l != NULL, "image", img ? img : json_null(),
+                                             "memory", mem ? mem : json_integer(1024), "cpus",
+                                             cpus ? cpus : json_integer(1), "origin", rows[i].origin));
+        if (!mem || !cpus) {
+            /* json_pack's O took a reference to the defaults we made */
+            if (!mem)
+                json_decref(json_object_get(json_array_get(arr, json_array_size(arr) - 1), "memory"));
+            if (!cpus)
+                json_decref(json_object_get(json_array_get(arr, json_array_size(arr) - 1), "cpus"));
+        }
+        json_decref(cfg);
+    }
+    sbx_reg_rows_free(rows, n);
+    *result = json_pack("{s:o}", "sandboxes", arr);
+    return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)ftw;
+    return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+static int m_delete(sbx_server *srv, json_t *params, json_t **result, sbx_rpc_err *e)
+{
+    const char *ns, *name;
+    if (get_sandbox("sandbox.delete", params, &name, e) < 0 || get_ns("sandbox.delete", params, false, &ns, e) < 0)
+        return -1;
+    sbx_err err = {0};
+    sbx_reg_row row;
+    int r = sbx_reg_get(srv->reg, ns, name, &row, &err);
+    if (r < 0)
+        return sbx_rpc_internal(e, "delete: %s", err.msg);
+    if (r == 1)
+        return sbx_rpc_fail(e, 404, 4001, "Sandbox '%s' not found", name);
+    sbx_reg_row_free(&row);
+    sbx_server_stop_sandbox(srv, ns, name);
+    char layer[PATH_MAX];
+    sbx_server_layer_dir(srv, ns, name, layer, sizeof(layer));
+    if (nftw(layer, rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0 && errno != ENOENT)
+        return sbx_rpc_internal(e, "delete %s/%s: remove layer: %s", ns, name, strerror(errno));
+    if (sbx_reg_delete(srv->reg, ns, name, &err) < 0)
+        return sbx_rpc_internal(e, "delete: %s", err.msg);
+    char msg[128];
+    snprintf(msg, sizeof(msg), "Sandbox %s deleted successfully", name);
+    *result = json_string(msg);
+    return 0;
+}
+
+/* ---- sandbox.command.run ------------------------------------------------- */
+
+/* Output as ordered lines: chunks arrive in order per stream, and lines
+ * are emitted when complete, so stdout/stderr interleave as they came. */
+struct lines {
+    json_t *arr;
+    char *part[3];
+    size_t part_len[3];
+    size_t total;
+    bool truncated;
+};
+
+static void add_line(struct lines *L, int stream, const char *s, size_t n)
+{
+    if (L->truncated)
+        return;
+    if (L->total + n > MAX_OUTPUT) {
+        L->truncated = true;
+        return;
+    }
+    L->total += n;
+    json_array_append_new(L->arr, json_pack("{s:s, s:s%}", "stream", stream == SBX_STDOUT ? "stdout" : "stderr",
+                                            "text", s, n));
+}
+
+static void on_output(void *ud, int stream, const char *d, size_t n)
+{
+    struct lines *L = ud;
+    while (n) {
+        const char *nl = memchr(d, '\n', n);
+        size_t take = nl ? (size_t)(nl - d) : n;
+        if (nl && !L->part_len[stream]) {
+            add_line(L, stream, d, take);
+        } else {
+            char *p = realloc(L->part[stream], L->part_len[stream] + take + 1);
+            if (!p)
+                return;
+            memcpy(p + L->part_len[stream], d, take);
+            L->part[stream] = p;
+            L->part_len[stream] += take;
+            if (nl) {
+                add_line(L, stream, p, L->part_len[stream]);
+                L->part_len[stream] = 0;
+            }
+        }
+        if (!nl)
+            break;
+        d += take + 1;
+        n -= take + 1;
+    }
+}
+
+static int m_command_run(sbx_server *srv, json_t *params, json_t **result, sbx_rpc_err *e)
+{
+    const char *ns, *name;
+    json_t *js = json_object_get(params, "sandbox");
+    if (!json_is_string(js))
+        return sbx_rpc_fail(e, 400, 2001, "Missing required 'sandbox' parameter for portal request");
+    if (get_sandbox("sandbox.command.run", params, &name, e) < 0 ||
+        get_ns("sandbox.command.run", params, false, &ns, e) < 0)
+        return -1;
+    json_t *jc = json_object_get(params, "command"), *ja = json_object_get(params, "args"),
+           *jt = json_object_get(params, "timeout");
+    if (!json_is_string(jc) || !json_string_value(jc)[0])
+        return sbx_rpc_fail(e, 400, 2001, "Invalid params for sandbox.command.run: missing field `command`");
+    if (ja && !json_is_null(ja) && !json_is_array(ja))
+        return sbx_rpc_fail(e, 400, 2001, "Invalid params for sandbox.command.run: args must be an array of strings");
+    double timeout = 0;
+    if (jt && !json_is_null(jt)) {
+        if (!json_is_number(jt) || json_number_value(jt) <= 0)
+            return sbx_rpc_fail(e, 400, 2001, "Invalid params for sandbox.command.run: timeout must be a positive number of seconds");
+        timeout = json_number_value(jt);
+    }
+    size_t nargs = json_array_size(ja);
+    char **argv = calloc(nargs + 2, sizeof(char *));
+    if (!argv)
+        return sbx_rpc_internal(e, "out of memory");
+    argv[0] = (char *)json_string_value(jc);
+    for (size_t i = 0; i < nargs; i++) {
+        json_t *a = json_array_get(ja, i);
+        if (!json_is_string(a)) {
+            free(argv);
+            return sbx_rpc_fail(e, 400, 2001, "Invalid params for sandbox.command.run: args[%zu] must be a string", i);
+        }
+        argv[i + 1] = (char *)json_string_value(a);
+    }
+    sbx_live *l = sbx_server_acquire(srv, ns, name);
+    if (!l) {
+        free(argv);
+        return sbx_rpc_internal(e, "command.run: sandbox %s/%s is not running", ns, name);
+    }
+    struct lines L = {.arr = json_array()};
+    sbx_exec_spec xs = {
+        .argv = argv,
+        .env = l->conf.envs,
+        .workdir = l->conf.workdir[0] ? l->conf.workdir : "/",
+        .user = "root",
+        .stdin_fd = -1,
+        .stdout_fd = -1,
+        .stderr_fd = -1,
+        .signal_fd = -1,
+        .capture_max = 1, /* the lines above are the capture */
+        .timeout_ms = (uint64_t)(timeout * 1000),
+        .on_output = on_output,
+        .ud = &L,
+    };
+    sbx_exec_result res;
+    sbx_err err = {0};
+    int rc = sbx_sandbox_exec(l->sb, &xs, &res, &err);
+    sbx_server_release(srv, l);
+    for (int s = 1; s <= 2; s++) {
+        if (L.part_len[s])
+            add_line(&L, s, L.part[s], L.part_len[s]);
+        free(L.part[s]);
+    }
+    if (rc < 0) {
+        free(argv);
+        json_decref(L.arr);
+        return sbx_rpc_internal(e, "command.run %s/%s: %s", ns, name, err.msg);
+    }
+    if (res.timed_out) {
+        sbx_exec_result_free(&res);
+        free(argv);
+        json_decref(L.arr);
+        return sbx_rpc_internal(e, "command.run %s/%s: Execution timed out after %g seconds", ns, name, timeout);
+    }
+    int code = res.signal ? 1 : res.exit_code;
+    if (res.exec_errno) {
+        char line[512];
+        if (res.exec_errno == ENOENT)
+            snprintf(line, sizeof(line), "%s: command not found", argv[0]);
+        else
+            snprintf(line, sizeof(line), "%s: %s", argv[0], res.exec_error);
+        add_line(&L, SBX_STDERR, line, strlen(line));
+        code = res.exit_code;
+    }
+    if (L.truncated) {
+        static const char note[] = "[sbx: output truncated at 16 MiB]";
+        L.truncated = false;
+        add_line(&L, SBX_STDERR, note, sizeof(note) - 1);
+    }
+    sbx_exec_result_free(&res);
+    free(argv);
+    json_t *jargs = ja && json_is_array(ja) ? json_incref(ja) : json_array();
+    *result = json_pack("{s:O, s:o, s:i, s:b, s:o}", "command", jc, "args", jargs, "exit_code", code, "success",
+                        code == 0, "output", L.arr);
+    return 0;
+}
+
+static const sbx_rpc_method methods[] = {
+    {"sandbox.start", m_start},
+    {"sandbox.stop", m_stop},
+    {"sandbox.metrics.get", m_metrics},
+    {"sandbox.command.run", m_command_run},
+    {"sandbox.list", m_list},
+    {"sandbox.delete", m_delete},
+};
+
+const sbx_rpc_method *sbx_msb_find(const char *name)
+{
+    for (size_t i = 0; i < SBX_ARRAY_LEN(methods); i++)
+        if (strcmp(methods[i].name, name) == 0)
+            return &methods[i];
+    return NULL;
+}

@@ -1,0 +1,39 @@
+/* HTTP front: libmicrohttpd in thread-per-connection mode (a slow request
+ * never holds up another), bodies collected up to a cap, one handler that
+ * sees a whole request and returns a whole response. Keep-alive and
+ * HTTP/1.1 details are the library's. */
+#ifndef SBX_HTTP_H
+#define SBX_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "sbx/engine.h"
+
+typedef struct sbx_http_req {
+    const char *method;
+    const char *path;
+    const char *body; /* NUL-terminated; may contain NULs before body_len */
+    size_t body_len;
+    void *conn;       /* for sbx_http_header */
+} sbx_http_req;
+
+typedef struct sbx_http_resp {
+    int status;
+    const char *content_type; /* static string; NULL: no Content-Type */
+    char *body;               /* malloc'd (freed by the http layer); NULL: empty */
+    size_t body_len;
+} sbx_http_resp;
+
+typedef void (*sbx_http_handler)(void *ud, const sbx_http_req *req, sbx_http_resp *resp);
+
+typedef struct sbx_http sbx_http;
+
+/* Listens on host:port (port 0: any free one; *bound_port tells which). */
+int sbx_http_start(const char *host, uint16_t port, size_t max_body, sbx_http_handler h, void *ud,
+                   sbx_http **out, uint16_t *bound_port, sbx_err *err);
+/* Stops accepting, waits for running requests, frees. */
+void sbx_http_stop(sbx_http *http);
+/* Case-insensitive request header lookup; NULL when absent. */
+const char *sbx_http_header(const sbx_http_req *req, const char *name);
+
+#endif

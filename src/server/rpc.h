@@ -1,0 +1,41 @@
+/* JSON-RPC 2.0 over POST, with microsandbox's error transport: envelope
+ * errors as JSON-RPC errors, method failures as plain {"error","code"}
+ * bodies with an HTTP status (see shared/protocols/microsandbox.md §4). */
+#ifndef SBX_RPC_H
+#define SBX_RPC_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include "server.h"
+
+typedef struct sbx_rpc_err {
+    int http;
+    int code;
+    bool jsonrpc; /* as a JSON-RPC error object (else plain body) */
+    char msg[1024];
+} sbx_rpc_err;
+
+/* Fills e and returns -1. */
+int sbx_rpc_fail(sbx_rpc_err *e, int http, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* 500 {"error":"Internal server error","code":5002}; the detail is logged. */
+int sbx_rpc_internal(sbx_rpc_err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A method: params is an object or null; on success *result is set. */
+typedef int (*sbx_rpc_fn)(sbx_server *srv, json_t *params, json_t **result, sbx_rpc_err *e);
+typedef struct sbx_rpc_method {
+    const char *name;
+    sbx_rpc_fn fn;
+} sbx_rpc_method;
+
+/* POST /api/v1/rpc (method from the body) or an alias route (method fixed). */
+void sbx_rpc_handle(sbx_server *srv, const sbx_http_req *req, const char *fixed_method, const char *ns_claim,
+                    sbx_http_resp *resp);
+
+/* Set a response body from JSON (steals j). */
+void sbx_resp_json(sbx_http_resp *resp, int status, json_t *j);
+void sbx_resp_text(sbx_http_resp *resp, int status, const char *text);
+
+/* Methods of src/proto/msb.c. */
+const sbx_rpc_method *sbx_msb_find(const char *name);
+
+#endif

@@ -1,0 +1,430 @@
+#include "server.h"
+#include "log.h"
+#include "rpc.h"
+#include "util.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_BODY (32u << 20)
+
+/* ---- the spawner thread ------------------------------------------------ */
+
+struct spawn_job {
+    const sbx_spec *spec;
+    sbx_sandbox *sb;
+    sbx_err err;
+    int rc;
+    bool done;
+    struct spawn_job *next;
+};
+
+static void *spawner_main(void *arg)
+{
+    sbx_server *srv = arg;
+    pthread_mutex_lock(&srv->spawn_lock);
+    for (;;) {
+        while (!srv->jobs && !srv->spawner_quit)
+            pthread_cond_wait(&srv->spawn_cond, &srv->spawn_lock);
+        if (!srv->jobs)
+            break;
+        struct spawn_job *j = srv->jobs;
+        srv->jobs = j->next;
+        pthread_mutex_unlock(&srv->spawn_lock);
+        j->rc = sbx_sandbox_create(srv->eng, j->spec, &j->sb, &j->err);
+        pthread_mutex_lock(&srv->spawn_lock);
+        j->done = true;
+        pthread_cond_broadcast(&srv->spawn_cond);
+    }
+    pthread_mutex_unlock(&srv->spawn_lock);
+    return NULL;
+}
+
+static int spawn(sbx_server *srv, const sbx_spec *spec, sbx_sandbox **out, sbx_err *err)
+{
+    struct spawn_job j = {.spec = spec};
+    pthread_mutex_lock(&srv->spawn_lock);
+    struct spawn_job **tail = &srv->jobs;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = &j;
+    pthread_cond_broadcast(&srv->spawn_cond);
+    while (!j.done)
+        pthread_cond_wait(&srv->spawn_cond, &srv->spawn_lock);
+    pthread_mutex_unlock(&srv->spawn_lock);
+    *out = j.sb;
+    if (j.rc < 0)
+        *err = j.err;
+    return j.rc;
+}
+
+/* ---- configs ----------------------------------------------------------- */
+
+static char **strv_copy(char **v, size_t n)
+{
+    char **c = calloc(n + 1, sizeof(char *));
+    for (size_t i = 0; c && i < n; i++)
+        if (!(c[i] = strdup(v[i]))) {
+            for (size_t k = 0; k < i; k++)
+                free(c[k]);
+            free(c);
+            return NULL;
+        }
+    return c;
+}
+
+static void strv_free(char **v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+void sbx_conf_free(sbx_sandbox_conf *c)
+{
+    strv_free(c->volumes, c->n_volumes);
+    strv_free(c->envs, c->n_envs);
+    c->volumes = c->envs = NULL;
+    c->n_volumes = c->n_envs = 0;
+}
+
+int sbx_conf_copy(sbx_sandbox_conf *dst, const sbx_sandbox_conf *src)
+{
+    *dst = *src;
+    dst->volumes = strv_copy(src->volumes, src->n_volumes);
+    dst->envs = strv_copy(src->envs, src->n_envs);
+    if (!dst->volumes || !dst->envs) {
+        sbx_conf_free(dst);
+        return -1;
+    }
+    return 0;
+}
+
+int sbx_server_layer_dir(const sbx_server *srv, const char *ns, const char *name, char *buf, size_t len)
+{
+    return sbx_pathf(buf, len, "%s/layers/%s/%s", srv->state_dir, ns, name);
+}
+
+/* Engine ids are short; namespace and name may be 63 chars each. */
+static void engine_id(const char *ns, const char *name, char out[32])
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = ns; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    h = (h ^ '/') * 1099511628211ull;
+    for (const char *p = name; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    snprintf(out, 32, "msb-%016llx", (unsigned long long)h);
+}
+
+/* microsandbox's images run on sbx's host image (it has python3 and node);
+ * other names are sbx images. */
+static const char *map_image(const char *image)
+{
+    static const char *const builtin[] = {"microsandbox/python", "microsandbox/node", "python", "node", "host"};
+    char ref[256];
+    snprintf(ref, sizeof(ref), "%s", image);
+    char *tag = strrchr(ref, ':');
+    if (tag && !strchr(tag, '/'))
+        *tag = '\0';
+    const char *r = ref;
+    if (strncmp(r, "docker.io/", 10) == 0)
+        r += 10;
+    if (!*r)
+        return "host";
+    for (size_t i = 0; i < SBX_ARRAY_LEN(builtin); i++)
+        if (strcmp(r, builtin[i]) == 0)
+            return "host";
+    return image;
+}
+
+/* ---- live sandboxes ---------------------------------------------------- */
+
+static sbx_live *find_live(sbx_server *srv, const char *ns, const char *name)
+{
+    for (sbx_live *l = srv->live; l; l = l->next)
+        if (!l->stopping && strcmp(l->ns, ns) == 0 && strcmp(l->name, name) == 0)
+            return l;
+    return NULL;
+}
+
+sbx_live *sbx_server_acquire(sbx_server *srv, const char *ns, const char *name)
+{
+    pthread_mutex_lock(&srv->lock);
+    sbx_live *l = find_live(srv, ns, name);
+    if (l)
+        l->refs++;
+    pthread_mutex_unlock(&srv->lock);
+    return l;
+}
+
+void sbx_server_release(sbx_server *srv, sbx_live *l)
+{
+    pthread_mutex_lock(&srv->lock);
+    l->refs--;
+    pthread_cond_broadcast(&srv->cond);
+    pthread_mutex_unlock(&srv->lock);
+}
+
+int sbx_server_start_sandbox(sbx_server *srv, const char *ns, const char *name, const sbx_sandbox_conf *conf,
+                             sbx_err *err)
+{
+    pthread_mutex_lock(&srv->start_lock);
+    pthread_mutex_lock(&srv->lock);
+    bool running = find_live(srv, ns, name) != NULL;
+    pthread_mutex_unlock(&srv->lock);
+    if (running) {
+        pthread_mutex_unlock(&srv->start_lock);
+        return 1; /* keeps its identity: a running sandbox is not restarted */
+    }
+    int rc = -1;
+    sbx_live *l = calloc(1, sizeof(*l));
+    sbx_volume *vols = calloc(conf->n_volumes + 1, sizeof(*vols));
+    char **volbufs = calloc(conf->n_volumes + 1, sizeof(char *));
+    char layer[PATH_MAX], id[32], host[64];
+    if (!l || !vols || !volbufs || sbx_conf_copy(&l->conf, conf) < 0) {
+        sbx_fail(err, SBX_E_SYSTEM, "out of memory");
+        goto out;
+    }
+    snprintf(l->ns, sizeof(l->ns), "%s", ns);
+    snprintf(l->name, sizeof(l->name), "%s", name);
+    for (size_t i = 0; i < conf->n_volumes; i++) {
+        const char *v = conf->volumes[i];
+        /* Relative host paths are relative to the namespace's project dir. */
+        if (v[0] != '/' && asprintf(&volbufs[i], "%s/namespaces/%s/%s", srv->state_dir, ns, v) < 0)
+            volbufs[i] = NULL;
+        else if (v[0] == '/')
+            volbufs[i] = strdup(v);
+        if (!volbufs[i] || sbx_volume_parse(volbufs[i], &vols[i], err) < 0) {
+            if (!volbufs[i])
+                sbx_fail(err, SBX_E_SYSTEM, "out of memory");
+            goto out;
+        }
+    }
+    sbx_server_layer_dir(srv, ns, name, layer, sizeof(layer));
+    engine_id(ns, name, id);
+    snprintf(host, sizeof(host), "%s", name);
+    for (char *p = host; *p; p++)
+        if (*p == '_')
+            *p = '-';
+    sbx_spec spec = {
+        .id = id,
+        .image = map_image(conf->image),
+        .hostname = host,
+        .cpus = conf->cpus,
+        .memory_mib = conf->memory_mib,
+        .pids = 4096,
+        .layer_dir = layer,
+        .volumes = vols,
+        .n_volumes = conf->n_volumes,
+        .track_cpu = true,
+    };
+    if (spawn(srv, &spec, &l->sb, err) < 0)
+        goto out;
+    l->wall_mark_usec = sbx_now_usec();
+    pthread_mutex_lock(&srv->lock);
+    l->next = srv->live;
+    srv->live = l;
+    pthread_mutex_unlock(&srv->lock);
+    sbx_reg_set_status(srv->reg, ns, name, "running", (int64_t)time(NULL), NULL);
+    sbx_log(SBX_LOG_INFO, "sandbox %s/%s started (engine id %s)", ns, name, id);
+    l = NULL;
+    rc = 0;
+out:
+    for (size_t i = 0; i < conf->n_volumes && volbufs; i++)
+        free(volbufs[i]);
+    free(volbufs);
+    free(vols);
+    if (l) {
+        sbx_conf_free(&l->conf);
+        free(l);
+    }
+    pthread_mutex_unlock(&srv->start_lock);
+    return rc;
+}
+
+static void stop_live(sbx_server *srv, sbx_live *l)
+{
+    /* Calls in flight end when the sandbox's processes die; then it goes. */
+    pthread_mutex_lock(&srv->lock);
+    kill(sbx_sandbox_pid(l->sb), SIGKILL);
+    while (l->refs > 0)
+        pthread_cond_wait(&srv->cond, &srv->lock);
+    pthread_mutex_unlock(&srv->lock);
+    sbx_sandbox_destroy(l->sb);
+    sbx_reg_set_status(srv->reg, l->ns, l->name, "stopped", 0, NULL);
+    sbx_log(SBX_LOG_INFO, "sandbox %s/%s stopped", l->ns, l->name);
+    sbx_conf_free(&l->conf);
+    free(l);
+}
+
+int sbx_server_stop_sandbox(sbx_server *srv, const char *ns, const char *name)
+{
+    pthread_mutex_lock(&srv->start_lock);
+    pthread_mutex_lock(&srv->lock);
+    sbx_live **pp = &srv->live, *l = NULL;
+    for (; *pp; pp = &(*pp)->next)
+        if (strcmp((*pp)->ns, ns) == 0 && strcmp((*pp)->name, name) == 0) {
+            l = *pp;
+            *pp = l->next;
+            l->stopping = true;
+            break;
+        }
+    pthread_mutex_unlock(&srv->lock);
+    if (l)
+        stop_live(srv, l);
+    pthread_mutex_unlock(&srv->start_lock);
+    return l != NULL;
+}
+
+/* ---- routes ------------------------------------------------------------ */
+
+static void auth_fail(sbx_http_resp *resp, int code)
+{
+    sbx_resp_json(resp, 401, json_pack("{s:s, s:i}", "error", code == SBX_AUTH_INVALID_TOKEN ? "Invalid or expired token"
+                                                                                            : "Invalid credentials",
+                                       "code", code));
+}
+
+static void route(void *ud, const sbx_http_req *req, sbx_http_resp *resp)
+{
+    sbx_server *srv = ud;
+    static const struct { const char *path, *method; } aliases[] = {
+        {"/api/v1/sandbox/start", "sandbox.start"},
+        {"/api/v1/sandbox/stop", "sandbox.stop"},
+        {"/api/v1/sandbox/command/run", "sandbox.command.run"},
+    };
+    const char *alias = NULL;
+    bool rpc = strcmp(req->path, "/api/v1/rpc") == 0;
+    for (size_t i = 0; i < SBX_ARRAY_LEN(aliases); i++)
+        if (strcmp(req->path, aliases[i].path) == 0)
+            alias = aliases[i].method;
+    bool health = strcmp(req->path, "/api/v1/health") == 0;
+
+    if (strcmp(req->method, "OPTIONS") == 0 && (rpc || alias || health)) {
+        resp->status = 204; /* CORS preflight, no auth */
+        return;
+    }
+    if (health) {
+        if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
+            resp->status = 405;
+            return;
+        }
+        sbx_resp_json(resp, 200, json_pack("{s:s}", "message", "Service is healthy"));
+        return;
+    }
+    if (!rpc && !alias) {
+        resp->status = 404;
+        return;
+    }
+    if (strcmp(req->method, "POST") != 0) {
+        resp->status = 405;
+        return;
+    }
+    char *ns_claim = NULL;
+    if (!srv->cfg.dev) {
+        const char *h = sbx_http_header(req, "Proxy-Authorization");
+        if (!h)
+            h = sbx_http_header(req, "Authorization");
+        int a = srv->have_key ? sbx_auth_check(srv->key, h, (int64_t)time(NULL), &ns_claim)
+                              : SBX_AUTH_INVALID_CREDENTIALS;
+        if (a != SBX_AUTH_OK) {
+            auth_fail(resp, a);
+            return;
+        }
+    }
+    sbx_rpc_handle(srv, req, alias, ns_claim, resp);
+    free(ns_claim);
+}
+
+/* ---- lifecycle ----------------------------------------------------------- */
+
+int sbx_server_open(const sbx_server_config *cfg, sbx_server **out, sbx_err *err)
+{
+    sbx_server *srv = calloc(1, sizeof(*srv));
+    if (!srv)
+        return sbx_fail(err, SBX_E_SYSTEM, "out of memory");
+    srv->cfg = *cfg;
+    snprintf(srv->host, sizeof(srv->host), "%s", cfg->host ? cfg->host : "127.0.0.1");
+    srv->cfg.host = srv->host;
+    const char *home = getenv("HOME");
+    if (cfg->state_dir && *cfg->state_dir)
+        snprintf(srv->state_dir, sizeof(srv->state_dir), "%s", cfg->state_dir);
+    else
+        snprintf(srv->state_dir, sizeof(srv->state_dir), "%s/.sbx", home && *home ? home : "/root");
+    pthread_mutex_init(&srv->lock, NULL);
+    pthread_cond_init(&srv->cond, NULL);
+    pthread_mutex_init(&srv->start_lock, NULL);
+    pthread_mutex_init(&srv->spawn_lock, NULL);
+    pthread_cond_init(&srv->spawn_cond, NULL);
+
+    char path[PATH_MAX + 32];
+    int r = sbx_mkdir_p(srv->state_dir, 0700);
+    if (r < 0) {
+        sbx_fail_errno(err, -r, "state dir %s", srv->state_dir);
+        goto fail;
+    }
+    snprintf(path, sizeof(path), "%s/server.key", srv->state_dir);
+    if (sbx_auth_load_key(path, srv->key, err) < 0)
+        goto fail;
+    srv->have_key = true;
+    snprintf(path, sizeof(path), "%s/registry.db", srv->state_dir);
+    if (sbx_reg_open(path, &srv->reg, err) < 0)
+        goto fail;
+    /* Sandboxes do not outlive the server: whatever was running is not. */
+    if (sbx_reg_mark_all_stopped(srv->reg, err) < 0)
+        goto fail;
+    if (sbx_engine_open(NULL, &srv->eng, err) < 0)
+        goto fail;
+    if ((r = pthread_create(&srv->spawner, NULL, spawner_main, srv)) != 0) {
+        sbx_fail_errno(err, r, "start spawner thread");
+        goto fail;
+    }
+    *out = srv;
+    return 0;
+fail:
+    sbx_engine_close(srv->eng);
+    sbx_reg_close(srv->reg);
+    free(srv);
+    return -1;
+}
+
+int sbx_server_listen(sbx_server *srv, sbx_err *err)
+{
+    return sbx_http_start(srv->host, srv->cfg.port, MAX_BODY, route, srv, &srv->http, &srv->port, err);
+}
+
+void sbx_server_close(sbx_server *srv)
+{
+    if (!srv)
+        return;
+    sbx_http_stop(srv->http); /* waits for requests in flight */
+    pthread_mutex_lock(&srv->start_lock);
+    for (;;) {
+        pthread_mutex_lock(&srv->lock);
+        sbx_live *l = srv->live;
+        if (l) {
+            srv->live = l->next;
+            l->stopping = true;
+        }
+        pthread_mutex_unlock(&srv->lock);
+        if (!l)
+            break;
+        stop_live(srv, l);
+    }
+    pthread_mutex_unlock(&srv->start_lock);
+    pthread_mutex_lock(&srv->spawn_lock);
+    srv->spawner_quit = true;
+    pthread_cond_broadcast(&srv->spawn_cond);
+    pthread_mutex_unlock(&srv->spawn_lock);
+    pthread_join(srv->spawner, NULL);
+    sbx_reg_close(srv->reg);
+    sbx_engine_close(srv->eng);
+    free(srv);
+}

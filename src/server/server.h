@@ -1,0 +1,90 @@
+/* sbx server core: state dir, engine, registry, key, the live sandbox
+ * table, and the HTTP routes. Wire protocols (src/proto/) plug in through
+ * the JSON-RPC dispatcher (rpc.h) and call the sandbox operations below. */
+#ifndef SBX_SERVER_H
+#define SBX_SERVER_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "auth.h"
+#include "http.h"
+#include "registry.h"
+#include "sbx/engine.h"
+
+typedef struct sbx_server_config {
+    const char *host;      /* default 127.0.0.1 */
+    uint16_t port;         /* default 5555; 0: any free port */
+    bool dev;              /* no auth */
+    const char *state_dir; /* default ~/.sbx */
+} sbx_server_config;
+
+/* What a sandbox is started with (from sandbox.start's config). */
+typedef struct sbx_sandbox_conf {
+    char image[256];
+    uint64_t memory_mib;
+    double cpus;
+    size_t n_volumes;
+    char **volumes; /* "host:guest[:ro]" */
+    size_t n_envs;
+    char **envs;    /* "K=V" */
+    char workdir[PATH_MAX];
+} sbx_sandbox_conf;
+
+/* A running sandbox. Protocol code holds a reference while using it. */
+typedef struct sbx_live {
+    char ns[64], name[64];
+    sbx_sandbox *sb;
+    sbx_sandbox_conf conf;
+    int refs;
+    bool stopping;
+    uint64_t cpu_mark_usec, wall_mark_usec; /* for cpu % between metrics calls */
+    struct sbx_live *next;
+} sbx_live;
+
+typedef struct sbx_server {
+    sbx_server_config cfg;
+    char host[64];
+    char state_dir[PATH_MAX];
+    char key[SBX_AUTH_KEY_LEN + 1];
+    bool have_key;
+    sbx_engine *eng;
+    sbx_reg *reg;
+    sbx_http *http;
+    uint16_t port;
+
+    pthread_mutex_t lock; /* live list, refs */
+    pthread_cond_t cond;  /* refs dropped */
+    sbx_live *live;
+    pthread_mutex_t start_lock; /* one start/stop at a time per server */
+
+    /* Sandboxes die with the thread that made them (PDEATHSIG), so they
+     * are all made by this one long-lived thread. */
+    pthread_t spawner;
+    pthread_mutex_t spawn_lock;
+    pthread_cond_t spawn_cond;
+    struct spawn_job *jobs;
+    bool spawner_quit;
+} sbx_server;
+
+int sbx_server_open(const sbx_server_config *cfg, sbx_server **out, sbx_err *err);
+int sbx_server_listen(sbx_server *srv, sbx_err *err);
+/* Stops listening, stops every sandbox, flushes and frees. */
+void sbx_server_close(sbx_server *srv);
+
+/* Live sandbox of (ns, name) with a reference taken, or NULL. */
+sbx_live *sbx_server_acquire(sbx_server *srv, const char *ns, const char *name);
+void sbx_server_release(sbx_server *srv, sbx_live *l);
+/* Starts (ns, name) with conf unless it is running already (then 1). */
+int sbx_server_start_sandbox(sbx_server *srv, const char *ns, const char *name, const sbx_sandbox_conf *conf,
+                             sbx_err *err);
+/* Stops it if running (waiting for calls in flight to end): 1 if it was. */
+int sbx_server_stop_sandbox(sbx_server *srv, const char *ns, const char *name);
+/* Directory of a sandbox's persistent layer. */
+int sbx_server_layer_dir(const sbx_server *srv, const char *ns, const char *name, char *buf, size_t len);
+
+void sbx_conf_free(sbx_sandbox_conf *c);
+int sbx_conf_copy(sbx_sandbox_conf *dst, const sbx_sandbox_conf *src);
+
+#endif

@@ -1,0 +1,252 @@
+"""The server over real HTTP: the microsandbox v0.2 contract (envelope,
+errors, auth, methods), restart and crash behaviour. Prints one
+"ok - ..." / "not ok - ..." line per check."""
+import base64, concurrent.futures, hashlib, hmac, json, os, shutil, signal, subprocess, sys, tempfile, time
+import urllib.request, urllib.error
+
+SBX = os.environ["SBX"]
+UID_USER = 1000000000 + 1000
+failed = 0
+
+
+def check(name, cond, detail=""):
+    global failed
+    print(("ok - " if cond else "not ok - ") + name)
+    if not cond:
+        failed += 1
+        if detail:
+            print("#   " + str(detail)[:600].replace("\n", " | "))
+
+
+class Server:
+    def __init__(self, state, dev=False):
+        self.state, self.dev = state, dev
+
+    def start(self):
+        args = [SBX, "server", "start", "--port", "0", "--state-dir", self.state]
+        if self.dev:
+            args.append("--dev")
+        self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=open(self.state + ".log", "a"), text=True)
+        line = self.p.stdout.readline()
+        self.port = int(line.strip().rsplit(":", 1)[1])
+        self.url = "http://127.0.0.1:%d" % self.port
+        return self
+
+    def stop(self, sig=signal.SIGTERM):
+        self.p.send_signal(sig)
+        return self.p.wait(timeout=30)
+
+
+def http(url, body=None, headers=None, method=None, raw=None):
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    h = {"Content-Type": "application/json"}
+    h.update(headers or {})
+    req = urllib.request.Request(url, data=data, headers=h, method=method)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(req, timeout=60) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def rpc(srv, method, params=None, token=None, rid=1, headers=None):
+    h = dict(headers or {})
+    if token:
+        h["Authorization"] = "Bearer " + token
+    code, text = http(srv.url + "/api/v1/rpc", {"jsonrpc": "2.0", "method": method, "params": params, "id": rid}, h)
+    try:
+        return code, json.loads(text) if text else None
+    except ValueError:
+        return code, text
+
+
+def b64(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def token(key, exp, ns=None, alg="HS256"):
+    payload = {"exp": exp}
+    if ns is not None:
+        payload["namespace"] = ns
+    head = b64(json.dumps({"alg": alg, "typ": "JWT"}).encode()) + "." + b64(json.dumps(payload).encode())
+    sig = b64(hmac.new(key.encode(), head.encode(), hashlib.sha256).digest())
+    return "msb_" + head + "." + sig
+
+
+def sandbox_procs():
+    out = subprocess.run(["pgrep", "-u", "%d,%d" % (UID_USER - 1000, UID_USER)], capture_output=True, text=True)
+    return out.stdout.split()
+
+
+tmp = tempfile.mkdtemp(prefix="sbx-srv-test.")
+os.chmod(tmp, 0o755)
+state = os.path.join(tmp, "state")
+try:
+    # ---- envelope and routes (dev mode) ----------------------------------
+    dev = Server(state, dev=True).start()
+    code, text = http(dev.url + "/api/v1/health", method="GET")
+    check("health answers 200 with the message", code == 200 and json.loads(text) == {"message": "Service is healthy"}, text)
+    check("unknown path is 404 with an empty body", http(dev.url + "/nope", method="GET") == (404, ""))
+    check("wrong method on a known path is 405", http(dev.url + "/api/v1/rpc", method="GET")[0] == 405)
+    check("CORS preflight is answered", http(dev.url + "/api/v1/rpc", method="OPTIONS")[0] in (200, 204))
+    code, _ = http(dev.url + "/api/v1/rpc", raw=b"{}", headers={"Content-Type": "text/plain"})
+    check("non-JSON content type is 415", code == 415)
+    code, _ = http(dev.url + "/api/v1/rpc", raw=b"{not json")
+    check("malformed JSON is 400", code == 400)
+    code, _ = http(dev.url + "/api/v1/rpc", raw=b'{"id":1}')
+    check("JSON without jsonrpc/method is 422", code == 422)
+    code, body = rpc(dev, "sandbox.list", rid="x")
+    code, body = http(dev.url + "/api/v1/rpc", {"jsonrpc": "1.0", "method": "sandbox.list", "id": 7})
+    body = json.loads(body)
+    check("wrong jsonrpc version is 400 / -32600 with the id", code == 400 and body["error"]["code"] == -32600 and body["id"] == 7, body)
+    code, body = rpc(dev, "sandbox.nope", rid="a")
+    check("unknown method is 404 / -32601 naming it", code == 404 and body["error"] == {"code": -32601, "message": "Method not found: sandbox.nope"} and body["id"] == "a", body)
+    code, text = http(dev.url + "/api/v1/rpc", {"jsonrpc": "2.0", "method": "sandbox.list"})
+    check("a request without id gets a response without id", code == 200 and "id" not in json.loads(text), text)
+    code, body = rpc(dev, "sandbox.metrics.get", {"namespace": "*", "sandbox": None})
+    check("metrics with nothing configured is an empty list", code == 200 and body["result"] == {"sandboxes": []}, body)
+    for bad, msg in [("", "Sandbox name cannot be empty"), ("a" * 64, "Sandbox name cannot exceed 63 characters"),
+                     ("a.b", "Sandbox name can only contain alphanumeric characters, hyphens, or underscores"),
+                     ("-ab", "Sandbox name must start with an alphanumeric character")]:
+        code, body = rpc(dev, "sandbox.start", {"sandbox": bad, "config": {"image": "microsandbox/python"}})
+        check("invalid name %r: 400 / 2001 '%s'" % (bad[:8], msg), code == 400 and body == {"error": msg, "code": 2001}, body)
+    code, body = rpc(dev, "sandbox.start", {"sandbox": "x", "namespace": "*", "config": {"image": "microsandbox/python"}})
+    check("wildcard namespace refused for start", code == 400 and "Wildcard namespace" in body["error"], body)
+    code, body = rpc(dev, "sandbox.start", {"sandbox": "ghost"})
+    check("start without config or stored config: 400 with the message", code == 400 and body["error"] ==
+          "No configuration provided and no existing configuration found for sandbox 'ghost'", body)
+    code, body = rpc(dev, "sandbox.start", {"sandbox": "p", "config": {"image": "microsandbox/python", "ports": ["8080:80"]}})
+    check("unsupported config field is a clear 400", code == 400 and "ports" in body["error"], body)
+    code, body = rpc(dev, "sandbox.start", {"sandbox": "p", "config": {"image": "microsandbox/python", "cpus": 1.5}})
+    check("fractional cpus refused with the allowed range", code == 400 and "whole number" in body["error"], body)
+
+    # ---- a sandbox's life ------------------------------------------------
+    code, body = rpc(dev, "sandbox.start", {"sandbox": "py", "config": {"image": "microsandbox/python", "memory": 256,
+                                                                        "envs": ["GREETING=hello"], "workdir": "/work"}})
+    check("start returns the success string", code == 200 and body["result"] == "Sandbox py started successfully", body)
+    code, body = rpc(dev, "sandbox.start", {"sandbox": "py", "config": {"image": "microsandbox/python"}})
+    check("start of a running sandbox is a no-op success", code == 200 and body["result"] == "Sandbox py started successfully", body)
+    code, body = rpc(dev, "sandbox.command.run", {"sandbox": "py", "command": "sh",
+                                                  "args": ["-c", "echo one; sleep 0.05; echo two >&2; sleep 0.05; echo three; printf tail; pwd; sleep 0.05; echo $GREETING >&2"]})
+    r = body.get("result", {})
+        # Order across the two streams is the order sbx sees them arrive (two
+    # pipes: a burst written to both at once has no order to recover).
+    check("command.run: output lines in arrival order, streams kept", code == 200 and r.get("output") == [
+        {"stream": "stdout", "text": "one"}, {"stream": "stderr", "text": "two"}, {"stream": "stdout", "text": "three"},
+        {"stream": "stdout", "text": "tail/work"}, {"stream": "stderr", "text": "hello"}] and r["exit_code"] == 0 and r["success"] is True, body)
+    code, body = rpc(dev, "sandbox.command.run", {"sandbox": "py", "command": "echo", "args": ["$HOME", ";", "id"]})
+    check("command.run has no shell", body["result"]["output"] == [{"stream": "stdout", "text": "$HOME ; id"}], body)
+    code, body = rpc(dev, "sandbox.command.run", {"sandbox": "py", "command": "sh", "args": ["-c", "exit 3"]})
+    check("non-zero exit is a normal result with success false", code == 200 and body["result"]["exit_code"] == 3 and body["result"]["success"] is False, body)
+    code, body = rpc(dev, "sandbox.command.run", {"sandbox": "py", "command": "no-such-tool"})
+    check("unknown command: exit 127 and 'command not found'", code == 200 and body["result"]["exit_code"] == 127 and
+          {"stream": "stderr", "text": "no-such-tool: command not found"} in body["result"]["output"], body)
+    code, body = rpc(dev, "sandbox.command.run", {"sandbox": "py", "command": "sleep", "args": ["30"], "timeout": 0.5})
+    check("command timeout is 500 / 5002", code == 500 and body == {"error": "Internal server error", "code": 5002}, body)
+    code, body = rpc(dev, "sandbox.command.run", {"sandbox": "py", "command": "sh", "args": ["-c", "pgrep sleep || echo none"]})
+    check("the timed-out command was killed and the sandbox still works", code == 200 and body["result"]["output"][-1]["text"] == "none", body)
+    code, body = rpc(dev, "sandbox.command.run", {"command": "true"})
+    check("command.run without sandbox: 400 with the portal message", code == 400 and body["error"] == "Missing required 'sandbox' parameter for portal request", body)
+    code, body = rpc(dev, "sandbox.command.run", {"sandbox": "nothere", "command": "true"})
+    check("command.run in a sandbox that is not running: 500", code == 500, body)
+
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        slow = ex.submit(rpc, dev, "sandbox.command.run", {"sandbox": "py", "command": "sleep", "args": ["3"]})
+        time.sleep(0.3)
+        t0 = time.time()
+        code, body = rpc(dev, "sandbox.command.run", {"sandbox": "py", "command": "python3", "args": ["-c", "print(1+1)"]})
+        quick = time.time() - t0
+        slow.result()
+    check("a slow command does not delay a parallel one (%.2fs)" % quick, code == 200 and quick < 2.0 and body["result"]["output"][0]["text"] == "2", body)
+
+    code, body = rpc(dev, "sandbox.metrics.get", {"namespace": "*", "sandbox": None})
+    ent = body["result"]["sandboxes"]
+    py = [e for e in ent if e["name"] == "py"]
+    check("metrics lists every sandbox with namespace and numbers", code == 200 and len(py) == 1 and py[0]["namespace"] == "default"
+          and py[0]["running"] is True and isinstance(py[0]["cpu_usage"], (int, float)) and isinstance(py[0]["memory_usage"], int)
+          and py[0]["disk_usage"] > 0, body)
+    code, body = rpc(dev, "sandbox.metrics.get", {"namespace": "elsewhere"})
+    check("metrics of an unknown namespace: 400", code == 400 and body["error"] == "Namespace directory 'elsewhere' does not exist", body)
+
+    rpc(dev, "sandbox.command.run", {"sandbox": "py", "command": "sh", "args": ["-c", "echo kept > /root/note"]})
+    code, body = rpc(dev, "sandbox.stop", {"sandbox": "py"})
+    check("stop returns the success string", code == 200 and body["result"] == "Sandbox py stopped successfully", body)
+    code, body = rpc(dev, "sandbox.metrics.get", {"namespace": "default", "sandbox": "py"})
+    check("a stopped sandbox is listed with nulls", body["result"]["sandboxes"] == [{"namespace": "default", "name": "py", "running": False,
+                                                                                 "cpu_usage": None, "memory_usage": None, "disk_usage": None}], body)
+    code, body = rpc(dev, "sandbox.stop", {"sandbox": "py", "namespace": "nons"})
+    check("stop in a namespace never created: 400", code == 400 and body["error"] == "Namespace directory 'nons' does not exist", body)
+
+    # ---- restart: state survives -----------------------------------------
+    rpc(dev, "sandbox.start", {"sandbox": "py"})
+    check("graceful stop exits 0", dev.stop() == 0)
+    check("no sandbox process survives a graceful stop", sandbox_procs() == [], sandbox_procs())
+    dev = Server(state, dev=True).start()
+    code, body = rpc(dev, "sandbox.list", {"namespace": "*"})
+    check("after restart the sandbox is listed, stopped", code == 200 and body["result"]["sandboxes"][0]["name"] == "py" and
+          body["result"]["sandboxes"][0]["running"] is False, body)
+    code, body = rpc(dev, "sandbox.start", {"sandbox": "py"})
+    code, body = rpc(dev, "sandbox.command.run", {"sandbox": "py", "command": "cat", "args": ["/root/note"]})
+    check("start without config resumes it with its files", code == 200 and body["result"]["output"] == [{"stream": "stdout", "text": "kept"}], body)
+
+    # ---- kill -9: nothing survives, nothing is lost -----------------------
+    dev.stop(signal.SIGKILL)
+    for _ in range(50):
+        if not sandbox_procs():
+            break
+        time.sleep(0.05)
+    check("kill -9 of the server leaves no sandbox process", sandbox_procs() == [], sandbox_procs())
+    dev = Server(state, dev=True).start()
+    code, body = rpc(dev, "sandbox.list", {"namespace": "*"})
+    check("after kill -9 the registry still has the sandbox", code == 200 and [s["name"] for s in body["result"]["sandboxes"]] == ["py"], body)
+    code, body = rpc(dev, "sandbox.delete", {"sandbox": "py"})
+    check("delete returns the success string", code == 200 and body["result"] == "Sandbox py deleted successfully", body)
+    check("delete removes the writable layer", not os.path.exists(os.path.join(state, "layers", "default", "py")))
+    code, body = rpc(dev, "sandbox.delete", {"sandbox": "py"})
+    check("delete of an unknown sandbox: 404 / 4001", code == 404 and body == {"error": "Sandbox 'py' not found", "code": 4001}, body)
+    dev.stop()
+
+    # ---- auth ---------------------------------------------------------------
+    srv = Server(state).start()
+    key = open(os.path.join(state, "server.key")).read().strip()
+    out = subprocess.run([SBX, "server", "keygen", "--state-dir", state, "--expire", "1h", "--namespace", "team"],
+                         capture_output=True, text=True).stdout.splitlines()
+    check("keygen prints Token and Token expires", len(out) == 2 and out[0].startswith("Token: msb_") and out[1].startswith("Token expires: "), out)
+    team = out[0].split(" ", 1)[1]
+    now = int(time.time())
+    code, body = rpc(srv, "sandbox.list")
+    check("no Authorization: 401 / 1001", code == 401 and body == {"error": "Invalid credentials", "code": 1001}, body)
+    code, body = rpc(srv, "sandbox.list", headers={"Authorization": "Bearer " + team[4:]})
+    check("a key without msb_: 401 / 1001", code == 401 and body["code"] == 1001, body)
+    code, body = rpc(srv, "sandbox.list", token=token("x" * 32, now + 3600))
+    check("a key signed with another secret: 401 / 1004", code == 401 and body == {"error": "Invalid or expired token", "code": 1004}, body)
+    code, body = rpc(srv, "sandbox.list", token=token(key, now - 120))
+    check("an expired key: 401 / 1004", code == 401 and body["code"] == 1004, body)
+    code, body = rpc(srv, "sandbox.list", token=token(key, now - 30))
+    check("a key within the 60 s leeway is accepted", code == 200, body)
+    code, body = rpc(srv, "sandbox.list", headers={"Proxy-Authorization": token(key, now + 60)})
+    check("Proxy-Authorization with a raw key is accepted", code == 200, body)
+    code, body = rpc(srv, "sandbox.list", {"namespace": "team"}, token=team)
+    check("a namespace key works in its namespace", code == 200, body)
+    code, body = rpc(srv, "sandbox.list", {"namespace": "other"}, token=team)
+    check("a namespace key elsewhere: 403 / 3001", code == 403 and body == {"error": "Access denied", "code": 3001}, body)
+    code, body = rpc(srv, "sandbox.list", {}, token=team)
+    check("a namespace key without namespace: 400 / 2001", code == 400 and body["error"] ==
+          "Missing or invalid 'namespace' in params for method 'sandbox.list'", body)
+    code, _ = http(srv.url + "/api/v1/health", method="GET")
+    check("health needs no auth", code == 200)
+    check("graceful stop exits 0 (auth server)", srv.stop() == 0)
+finally:
+    for s in ("dev", "srv"):
+        p = globals().get(s)
+        if p and getattr(p, "p", None) and p.p.poll() is None:
+            p.p.kill()
+            p.p.wait()
+    log = state + ".log"
+    if failed and os.path.exists(log):
+        print("# server log tail:")
+        for line in open(log).read().splitlines()[-15:]:
+            print("#   " + line)
+    shutil.rmtree(tmp, ignore_errors=True)
+sys.exit(1 if failed else 0)
