@@ -1,15 +1,13 @@
 #!/bin/sh
-# The main job until the server lands: a demo sandbox on the embedded
-# default (the host image), showing isolation and limits.
+# The main job: the sbx server on 127.0.0.1:5555 (state in ~/.sbx), in the
+# foreground until Ctrl-C / SIGTERM. Make an API key with
+#   build/sbx server keygen --expire 7d
+# or set SBX_DEV=1 to run without auth.
 set -e
 SBX=${1:-build}/sbx
-echo "== sbx info"; "$SBX" info
-echo "== a sandboxed shell: who am I, what can I see"
-"$SBX" run --memory 256 --cpu 1 --timeout 10 -- sh -c '
-  echo "user: $(id -un) uid=$(id -u) host=$(hostname)"
-  echo "processes visible: $(ls /proc | grep -c "^[0-9]")"
-  echo "network: $(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d " " | tr "\n" " ")"
-  test -e /etc/shadow || echo "/etc/shadow: absent"
-  python3 -c "print(\"python3 says\", 6*7)"'
-echo "== a memory hog under --memory 64 (expect exit 137)"
-"$SBX" run --memory 64 -- python3 -c 'x = b"a" * (512 << 20)' || echo "exit code: $?"
+"$SBX" info
+if [ -n "${SBX_DEV:-}" ]; then
+    exec "$SBX" server start --dev
+fi
+echo "API key for clients (MSB_API_KEY): $("$SBX" server keygen --expire 7d | head -1 | cut -d' ' -f2)"
+exec "$SBX" server start
