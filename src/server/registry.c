@@ -370,6 +370,16 @@ out:
     return ret;
 }
 
+/* Runs a statement that changes one keyed row: 0 changed, 1 no such row,
+ * -1 error. */
+static int step_changed(sbx_reg *reg, sqlite3_stmt *st, const char *what, sbx_err *err)
+{
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE)
+        return reg_fail(err, reg->db, rc, what);
+    return sqlite3_changes(reg->db) > 0 ? 0 : 1;
+}
+
 int sbx_reg_set_status(sbx_reg *reg, const char *ns, const char *name, const char *status, int64_t started,
                        sbx_err *err)
 {
@@ -388,12 +398,7 @@ int sbx_reg_set_status(sbx_reg *reg, const char *ns, const char *name, const cha
         reg_fail(err, reg->db, rc, "bind");
         goto out;
     }
-    rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE) {
-        reg_fail(err, reg->db, rc, "set status");
-        goto out;
-    }
-    ret = sqlite3_changes(reg->db) > 0 ? 0 : 1;
+    ret = step_changed(reg, st, "set status", err);
 out:
     finish(st);
     pthread_mutex_unlock(&reg->mu);
@@ -409,12 +414,7 @@ int sbx_reg_delete(sbx_reg *reg, const char *ns, const char *name, sbx_err *err)
     sqlite3_stmt *st = stmt(reg, ST_DELETE);
     if (bind_key(reg, st, ns, name, err) < 0)
         goto out;
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE) {
-        reg_fail(err, reg->db, rc, "delete");
-        goto out;
-    }
-    ret = sqlite3_changes(reg->db) > 0 ? 0 : 1;
+    ret = step_changed(reg, st, "delete", err);
 out:
     finish(st);
     pthread_mutex_unlock(&reg->mu);
