@@ -336,17 +336,12 @@ static int m_list(sbx_server *srv, json_t *params, json_t **result, sbx_rpc_err 
             sbx_server_release(srv, l);
         json_t *img = json_object_get(cfg, "image"), *mem = json_object_get(cfg, "memory"),
                *cpus = json_object_get(cfg, "cpus");
-        json_array_append_new(arr, json_pack("{s:s, s:s, s:b, s:O, s:O, s:O, s:s}", "namespace", rows[i].ns, "name",
-                                             rows[i].name, "running", l != NULL, "image", img ? img : json_null(),
-                                             "memory", mem ? mem : json_integer(1024), "cpus",
-                                             cpus ? cpus : json_integer(1), "origin", rows[i].origin));
-        if (!mem || !cpus) {
-            /* json_pack's O took a reference to the defaults we made */
-            if (!mem)
-                json_decref(json_object_get(json_array_get(arr, json_array_size(arr) - 1), "memory"));
-            if (!cpus)
-                json_decref(json_object_get(json_array_get(arr, json_array_size(arr) - 1), "cpus"));
-        }
+        /* "o" steals: existing values get a reference, defaults are new. */
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:b, s:o, s:o, s:o, s:s}", "namespace", rows[i].ns, "name",
+                                             rows[i].name, "running", l != NULL, "image",
+                                             img ? json_incref(img) : json_null(), "memory",
+                                             mem ? json_incref(mem) : json_integer(1024), "cpus",
+                                             cpus ? json_incref(cpus) : json_integer(1), "origin", rows[i].origin));
         json_decref(cfg);
     }
     sbx_reg_rows_free(rows, n);
