@@ -146,6 +146,67 @@ typedef struct sbx_exec_result {
 int sbx_sandbox_exec(sbx_sandbox *sb, const sbx_exec_spec *xs, sbx_exec_result *res, sbx_err *err);
 void sbx_exec_result_free(sbx_exec_result *res);
 
+/* ---- long-running processes (REPLs, interactive commands) -------------- */
+
+typedef struct sbx_proc sbx_proc;
+
+#define SBX_SPAWN_MAX_EXTRA 4
+
+typedef struct sbx_spawn_spec {
+    char *const *argv;      /* as for sbx_exec_spec */
+    char *const *env;
+    const char *workdir;
+    const char *user;
+    int stdin_fd;           /* -1: a pipe; its write end is sbx_proc_fd(p, 0) */
+    int stdout_fd;          /* -1: a pipe; its read end is sbx_proc_fd(p, 1) */
+    int stderr_fd;          /* -1: a pipe; its read end is sbx_proc_fd(p, 2) */
+    const int *extra_fds;   /* handed to the process as fds 3, 4, ... */
+    int n_extra;            /* at most SBX_SPAWN_MAX_EXTRA */
+} sbx_spawn_spec;
+
+/* Starts a process and returns once it runs (or could not start: then -1
+ * with err, e.g. command not found, err->sys_errno ENOENT). It has its own
+ * process group; the host-side pipe ends are non-blocking. */
+int sbx_sandbox_spawn(sbx_sandbox *sb, const sbx_spawn_spec *ss, sbx_proc **out, sbx_err *err);
+pid_t sbx_proc_pid(const sbx_proc *p);          /* pid inside the sandbox */
+int sbx_proc_fd(const sbx_proc *p, int which);   /* 0, 1, 2: host end of a stdio pipe, or -1 */
+void sbx_proc_close_fd(sbx_proc *p, int which); /* e.g. close stdin to send EOF */
+/* Readable when the process has exited (or the sandbox died); then call
+ * sbx_proc_wait. For poll loops. */
+int sbx_proc_status_fd(const sbx_proc *p);
+/* Sends sig to the process's group. */
+int sbx_proc_signal(sbx_proc *p, int sig);
+/* Waits up to timeout_ms (-1: forever) for the exit: 1 with *status as
+ * from wait(2), 0 if still running, -1 if the sandbox is gone. */
+int sbx_proc_wait(sbx_proc *p, int timeout_ms, int *status);
+/* Kills the process group if still running, closes everything. NULL ok. */
+void sbx_proc_free(sbx_proc *p);
+
+/* ---- files, as a sandbox user sees them -------------------------------- */
+/* Each call runs inside the sandbox with the credentials of `user` (NULL:
+ * "user"), so path resolution (symlinks, "..", mounts) is confined to the
+ * sandbox and permissions are the sandbox's own. A relative path is taken
+ * from the user's home. Failures set err->sys_errno (ENOENT, EACCES, ...). */
+enum {
+    SBX_FS_MKDIRS = 1,   /* create missing parent directories (0755) */
+    SBX_FS_EXIST_OK = 2, /* mkdir: an existing directory is not an error */
+};
+/* Opens path with open(2) flags and returns an fd the host may use. For
+ * reading or writing only regular files and directories are allowed
+ * (O_PATH opens anything), so the sandbox cannot stall the host with a
+ * FIFO or device. */
+int sbx_sandbox_open(sbx_sandbox *sb, const char *path, int flags, unsigned mode, const char *user, unsigned fsflags,
+                     sbx_err *err);
+int sbx_sandbox_mkdir(sbx_sandbox *sb, const char *path, unsigned mode, const char *user, unsigned fsflags,
+                      sbx_err *err);
+int sbx_sandbox_rename(sbx_sandbox *sb, const char *from, const char *to, const char *user, unsigned fsflags,
+                       sbx_err *err);
+/* Removes a file, or a directory with everything in it. */
+int sbx_sandbox_remove(sbx_sandbox *sb, const char *path, const char *user, sbx_err *err);
+/* A host uid/gid (as fstat on a returned fd reports it) as the sandbox
+ * sees it; 65534 (nobody) when unmapped. */
+uint32_t sbx_sandbox_guest_id(const sbx_sandbox *sb, uint32_t host_id);
+
 #ifdef __cplusplus
 }
 #endif

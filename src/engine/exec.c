@@ -30,30 +30,30 @@ struct capture {
     bool truncated;
 };
 
-static int build_env(const sbx_exec_spec *xs, const char *home, const char *user, char ***out, sbx_err *err)
+static int build_env(char *const *xenv, const char *home, const char *user, char ***out, sbx_err *err)
 {
     static const char *const keys[] = {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG"};
     const char *vals[] = {"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", home, user, user,
                           "/bin/bash", "C.UTF-8"};
     size_t nx = 0;
-    while (xs->env && xs->env[nx])
+    while (xenv && xenv[nx])
         nx++;
     char **env = calloc(SBX_ARRAY_LEN(keys) + nx + 1, sizeof(char *));
     if (!env)
         return sbx_fail(err, SBX_E_SYSTEM, "out of memory");
     size_t n = 0;
     for (size_t i = 0; i < nx; i++) {
-        const char *eq = strchr(xs->env[i], '=');
-        if (!eq || eq == xs->env[i]) {
+        const char *eq = strchr(xenv[i], '=');
+        if (!eq || eq == xenv[i]) {
             free(env);
-            return sbx_fail(err, SBX_E_INVALID, "env entry '%s' must be KEY=VALUE with a non-empty KEY", xs->env[i]);
+            return sbx_fail(err, SBX_E_INVALID, "env entry '%s' must be KEY=VALUE with a non-empty KEY", xenv[i]);
         }
     }
     for (size_t k = 0; k < SBX_ARRAY_LEN(keys); k++) {
         bool overridden = false;
         size_t kl = strlen(keys[k]);
         for (size_t i = 0; i < nx && !overridden; i++)
-            overridden = strncmp(xs->env[i], keys[k], kl) == 0 && xs->env[i][kl] == '=';
+            overridden = strncmp(xenv[i], keys[k], kl) == 0 && xenv[i][kl] == '=';
         if (!overridden && asprintf(&env[n++], "%s=%s", keys[k], vals[k]) < 0) {
             env[--n] = NULL;
             goto oom;
@@ -61,11 +61,11 @@ static int build_env(const sbx_exec_spec *xs, const char *home, const char *user
     }
     /* Later entries win over earlier ones with the same key. */
     for (size_t i = 0; i < nx; i++) {
-        size_t kl = (size_t)(strchr(xs->env[i], '=') - xs->env[i]);
+        size_t kl = (size_t)(strchr(xenv[i], '=') - xenv[i]);
         bool later = false;
         for (size_t j = i + 1; j < nx && !later; j++)
-            later = strncmp(xs->env[j], xs->env[i], kl + 1) == 0;
-        if (!later && !(env[n++] = strdup(xs->env[i])))
+            later = strncmp(xenv[j], xenv[i], kl + 1) == 0;
+        if (!later && !(env[n++] = strdup(xenv[i])))
             goto oom;
     }
     *out = env;
@@ -84,7 +84,7 @@ static void free_env(char **env)
     free(env);
 }
 
-static int parse_user(const char *user, uint32_t *uid, uint32_t *gid, const char **home, const char **name,
+int sbx_parse_user(const char *user, uint32_t *uid, uint32_t *gid, const char **home, const char **name,
                       sbx_err *err)
 {
     if (!user || strcmp(user, "user") == 0) {
@@ -110,13 +110,13 @@ static int parse_user(const char *user, uint32_t *uid, uint32_t *gid, const char
 }
 
 /* Serialises the EXEC request: fixed part, then workdir, argv, env. */
-static char *build_request(const sbx_exec_spec *xs, uint64_t id, uint32_t uid, uint32_t gid, const char *workdir,
+static char *build_request(char *const *argv, uint64_t id, uint32_t uid, uint32_t gid, const char *workdir,
                            char **env, uint32_t flags, size_t *len, sbx_err *err)
 {
     uint32_t argc = 0, envc = 0;
     size_t total = sizeof(struct sbx_msg_exec) + strlen(workdir) + 1;
-    for (; xs->argv[argc]; argc++)
-        total += strlen(xs->argv[argc]) + 1;
+    for (; argv[argc]; argc++)
+        total += strlen(argv[argc]) + 1;
     for (; env[envc]; envc++)
         total += strlen(env[envc]) + 1;
     if (total > SBX_MAX_EXEC_MSG) {
@@ -134,7 +134,7 @@ static char *build_request(const sbx_exec_spec *xs, uint64_t id, uint32_t uid, u
     char *p = buf + sizeof(*m);
     p = stpcpy(p, workdir) + 1;
     for (uint32_t i = 0; i < argc; i++)
-        p = stpcpy(p, xs->argv[i]) + 1;
+        p = stpcpy(p, argv[i]) + 1;
     for (uint32_t i = 0; i < envc; i++)
         p = stpcpy(p, env[i]) + 1;
     *len = total;
@@ -190,14 +190,14 @@ int sbx_sandbox_exec(sbx_sandbox *sb, const sbx_exec_spec *xs, sbx_exec_result *
         return sbx_fail(err, SBX_E_INVALID, "sandbox %s is not running", sb->id);
     uint32_t uid = 0, gid = 0;
     const char *home = NULL, *uname = NULL;
-    if (parse_user(xs->user, &uid, &gid, &home, &uname, err) < 0)
+    if (sbx_parse_user(xs->user, &uid, &gid, &home, &uname, err) < 0)
         return -1;
     const char *workdir = xs->workdir && *xs->workdir ? xs->workdir : home;
     if (workdir[0] != '/')
         return sbx_fail(err, SBX_E_INVALID, "workdir '%s' must be an absolute path", workdir);
 
     char **env = NULL;
-    if (build_env(xs, home, uname, &env, err) < 0)
+    if (build_env(xs->env, home, uname, &env, err) < 0)
         return -1;
     struct capture out = {.fd = -1}, errc = {.fd = -1};
     int chan[2] = {-1, -1}, fds[4], nfds = 0, rc = -1;
@@ -245,7 +245,7 @@ int sbx_sandbox_exec(sbx_sandbox *sb, const sbx_exec_spec *xs, sbx_exec_result *
     }
 
     size_t len;
-    char *msg = build_request(xs, id, uid, gid, workdir, env, flags, &len, err);
+    char *msg = build_request(xs->argv, id, uid, gid, workdir, env, flags, &len, err);
     if (!msg)
         goto done;
     uint64_t t0 = sbx_now_usec();
@@ -415,4 +415,213 @@ void sbx_exec_result_free(sbx_exec_result *res)
     free(res->out);
     free(res->err);
     res->out = res->err = NULL;
+}
+
+/* ---- long-running processes ---------------------------------------------- */
+
+struct sbx_proc {
+    sbx_sandbox *sb;
+    uint64_t id;
+    pid_t pid;
+    int chan;  /* status channel: EXIT arrives here, EOF if the sandbox died */
+    int fd[3]; /* host ends of stdio pipes, or -1 */
+    bool exited;
+    int status;
+};
+
+int sbx_sandbox_spawn(sbx_sandbox *sb, const sbx_spawn_spec *ss, sbx_proc **out, sbx_err *err)
+{
+    *out = NULL;
+    if (!ss->argv || !ss->argv[0] || !ss->argv[0][0])
+        return sbx_fail(err, SBX_E_INVALID, "no command given");
+    if (ss->n_extra < 0 || ss->n_extra > SBX_SPAWN_MAX_EXTRA)
+        return sbx_fail(err, SBX_E_INVALID, "%d extra fds given (at most %d)", ss->n_extra, SBX_SPAWN_MAX_EXTRA);
+    if (sb->dead || sb->init_pid <= 0)
+        return sbx_fail(err, SBX_E_INVALID, "sandbox %s is not running", sb->id);
+    uint32_t uid = 0, gid = 0;
+    const char *home = NULL, *uname = NULL;
+    if (sbx_parse_user(ss->user, &uid, &gid, &home, &uname, err) < 0)
+        return -1;
+    const char *workdir = ss->workdir && *ss->workdir ? ss->workdir : home;
+    if (workdir[0] != '/')
+        return sbx_fail(err, SBX_E_INVALID, "workdir '%s' must be an absolute path", workdir);
+    char **env = NULL;
+    if (build_env(ss->env, home, uname, &env, err) < 0)
+        return -1;
+
+    sbx_proc *p = calloc(1, sizeof(*p));
+    int chan[2] = {-1, -1}, theirs[3] = {-1, -1, -1}, fds[8], nfds = 0, rc = -1;
+    char *msg = NULL;
+    if (!p) {
+        sbx_fail(err, SBX_E_SYSTEM, "out of memory");
+        goto done;
+    }
+    p->sb = sb;
+    p->chan = p->fd[0] = p->fd[1] = p->fd[2] = -1;
+    p->id = __atomic_add_fetch(&sb->next_exec, 1, __ATOMIC_RELAXED);
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, chan) < 0) {
+        sbx_fail_errno(err, errno, "socketpair");
+        goto done;
+    }
+    fds[nfds++] = chan[1];
+    const int given[3] = {ss->stdin_fd, ss->stdout_fd, ss->stderr_fd};
+    for (int i = 0; i < 3; i++) {
+        if (given[i] >= 0) {
+            fds[nfds++] = given[i];
+            continue;
+        }
+        int pp[2];
+        if (pipe2(pp, O_CLOEXEC | O_NONBLOCK) < 0) {
+            sbx_fail_errno(err, errno, "pipe");
+            goto done;
+        }
+        /* The host end stays non-blocking; the process's end blocks. */
+        int mine = i == 0 ? pp[1] : pp[0];
+        theirs[i] = i == 0 ? pp[0] : pp[1];
+        fcntl(theirs[i], F_SETFL, 0);
+        p->fd[i] = mine;
+        fds[nfds++] = theirs[i];
+    }
+    for (int i = 0; i < ss->n_extra; i++)
+        fds[nfds++] = ss->extra_fds[i];
+    uint32_t flags = SBX_EXEC_STDIN | SBX_EXEC_STDOUT | SBX_EXEC_STDERR |
+                     ((uint32_t)ss->n_extra << SBX_EXEC_EXTRA_SHIFT);
+    size_t len;
+    msg = build_request(ss->argv, p->id, uid, gid, workdir, env, flags, &len, err);
+    if (!msg)
+        goto done;
+    pthread_mutex_lock(&sb->send_lock);
+    int sr = sbx_msg_send(sb->ctl_fd, msg, len, fds, nfds);
+    pthread_mutex_unlock(&sb->send_lock);
+    close(chan[1]);
+    chan[1] = -1;
+    if (sr < 0) {
+        sbx_fail_errno(err, -sr, "sandbox %s: send exec request", sb->id);
+        goto done;
+    }
+    p->chan = chan[0];
+    chan[0] = -1;
+
+    /* Wait for init's STARTED: the pid, or why it could not start. */
+    struct pollfd pf = {p->chan, POLLIN, 0};
+    int pr;
+    do
+        pr = poll(&pf, 1, 30000);
+    while (pr < 0 && errno == EINTR);
+    _Alignas(8) char buf[128];
+    ssize_t n = pr > 0 ? sbx_msg_recv(p->chan, buf, sizeof(buf), NULL, NULL) : -ETIMEDOUT;
+    const struct sbx_msg_started *s = (const void *)buf;
+    if (n < (ssize_t)sizeof(*s) || s->h.type != SBX_MSG_STARTED) {
+        sbx_fail(err, SBX_E_SYSTEM, "sandbox %s: no answer to the exec request (%s)", sb->id,
+                 n == -ETIMEDOUT ? "timed out" : "sandbox gone");
+        err->sys_errno = EIO;
+        goto done;
+    }
+    if (s->err) {
+        if (s->stage == SBX_STAGE_EXEC && s->err == ENOENT && !strchr(ss->argv[0], '/'))
+            sbx_fail(err, SBX_E_NOTFOUND, "'%s': command not found in PATH", ss->argv[0]);
+        else
+            sbx_fail(err, s->err == ENOENT ? SBX_E_NOTFOUND : SBX_E_INVALID, "%s '%s': %s", stage_name(s->stage),
+                     s->stage == SBX_STAGE_WORKDIR ? workdir : ss->argv[0], strerror(s->err));
+        err->sys_errno = s->err;
+        goto done;
+    }
+    p->pid = s->pid;
+    *out = p;
+    p = NULL;
+    rc = 0;
+done:
+    free(msg);
+    free_env(env);
+    for (int i = 0; i < 3; i++)
+        if (theirs[i] >= 0)
+            close(theirs[i]);
+    for (int i = 0; i < 2; i++)
+        if (chan[i] >= 0)
+            close(chan[i]);
+    if (p) {
+        if (p->chan >= 0)
+            close(p->chan);
+        for (int i = 0; i < 3; i++)
+            if (p->fd[i] >= 0)
+                close(p->fd[i]);
+        free(p);
+    }
+    return rc;
+}
+
+pid_t sbx_proc_pid(const sbx_proc *p)
+{
+    return p->pid;
+}
+
+int sbx_proc_fd(const sbx_proc *p, int which)
+{
+    return which >= 0 && which < 3 ? p->fd[which] : -1;
+}
+
+void sbx_proc_close_fd(sbx_proc *p, int which)
+{
+    if (which >= 0 && which < 3 && p->fd[which] >= 0) {
+        close(p->fd[which]);
+        p->fd[which] = -1;
+    }
+}
+
+int sbx_proc_status_fd(const sbx_proc *p)
+{
+    return p->chan;
+}
+
+int sbx_proc_signal(sbx_proc *p, int sig)
+{
+    if (p->exited || p->sb->dead)
+        return -1;
+    send_signal(p->sb, p->id, sig);
+    return 0;
+}
+
+int sbx_proc_wait(sbx_proc *p, int timeout_ms, int *status)
+{
+    if (!p->exited) {
+        struct pollfd pf = {p->chan, POLLIN, 0};
+        int pr;
+        do
+            pr = poll(&pf, 1, timeout_ms);
+        while (pr < 0 && errno == EINTR);
+        if (pr <= 0)
+            return 0;
+        _Alignas(8) char buf[128];
+        ssize_t n = sbx_msg_recv(p->chan, buf, sizeof(buf), NULL, NULL);
+        const struct sbx_msg_exit *x = (const void *)buf;
+        if (n >= (ssize_t)sizeof(*x) && x->h.type == SBX_MSG_EXIT) {
+            p->status = x->status;
+        } else if (n == -EAGAIN) {
+            return 0;
+        } else {
+            p->status = SIGKILL; /* init is gone, and the process with it */
+            p->exited = true;
+            if (status)
+                *status = p->status;
+            return -1;
+        }
+        p->exited = true;
+    }
+    if (status)
+        *status = p->status;
+    return 1;
+}
+
+void sbx_proc_free(sbx_proc *p)
+{
+    if (!p)
+        return;
+    if (!p->exited && !p->sb->dead)
+        send_signal(p->sb, p->id, SIGKILL);
+    if (p->chan >= 0)
+        close(p->chan);
+    for (int i = 0; i < 3; i++)
+        if (p->fd[i] >= 0)
+            close(p->fd[i]);
+    free(p);
 }

@@ -123,7 +123,8 @@ static int mkdir_p_as_user(char *path)
 /* In the forked child: become the requested user with no privilege left,
  * then exec. Every step that fails is reported through errfd. */
 static void __attribute__((noreturn))
-exec_child(const struct sbx_msg_exec *m, char *workdir, char **argv, char **env, const int *stdio, int errfd)
+exec_child(const struct sbx_msg_exec *m, char *workdir, char **argv, char **env, const int *stdio,
+           const int *extra, int nextra, int errfd)
 {
     /* A fresh signal state: ignored signals survive exec, and whatever
      * launched sbx (a shell's background job ignores SIGINT) must not
@@ -140,16 +141,25 @@ exec_child(const struct sbx_msg_exec *m, char *workdir, char **argv, char **env,
     setsid(); /* own process group: signals and timeouts hit the whole job */
     umask(022);
 
-    for (int i = 0; i < 3; i++) {
-        int fd = stdio[i];
-        if (fd < 0)
-            fd = open("/dev/null", i == 0 ? O_RDONLY : O_WRONLY);
-        if (fd < 0 || dup2(fd, i) < 0)
+    /* Every fd to hand over is first moved above the targets (0..2+nextra)
+     * so placing one can never overwrite another still to be placed. */
+    int top = 3 + nextra, src[3 + SBX_SPAWN_MAX_EXTRA];
+    errfd = fcntl(errfd, F_DUPFD_CLOEXEC, top);
+    if (errfd < 0)
+        _exit(126);
+    for (int i = 0; i < 3 + nextra; i++) {
+        int fd = i < 3 ? stdio[i] : extra[i - 3];
+        if (fd < 0 && i < 3)
+            fd = open("/dev/null", (i == 0 ? O_RDONLY : O_WRONLY) | O_CLOEXEC);
+        if (fd < 0 || (src[i] = fcntl(fd, F_DUPFD_CLOEXEC, top)) < 0)
             child_fail(errfd, SBX_STAGE_FORK, errno);
     }
+    for (int i = 0; i < 3 + nextra; i++)
+        if (dup2(src[i], i) < 0) /* dup2 clears close-on-exec on the target */
+            child_fail(errfd, SBX_STAGE_FORK, errno);
     /* Nothing of init's (control socket, lock) may reach the command. */
-    if (errfd > 3)
-        syscall(SYS_close_range, 3u, (unsigned)errfd - 1, 0u);
+    if (errfd > top)
+        syscall(SYS_close_range, (unsigned)top, (unsigned)errfd - 1, 0u);
     syscall(SYS_close_range, (unsigned)errfd + 1, ~0u, 0u);
 
     struct rlimit nocore = {0, 0};
@@ -192,14 +202,17 @@ static void handle_exec(size_t len, int *fds, int nfds)
 {
     const struct sbx_msg_exec *m = (const struct sbx_msg_exec *)req;
     int chan = nfds > 0 ? fds[0] : -1;
-    int stdio[3] = {-1, -1, -1};
-    int k = 1;
+    int stdio[3] = {-1, -1, -1}, extra[SBX_SPAWN_MAX_EXTRA];
+    int k = 1, nextra = 0;
     if (m->flags & SBX_EXEC_STDIN)
         stdio[0] = k < nfds ? fds[k++] : -1;
     if (m->flags & SBX_EXEC_STDOUT)
         stdio[1] = k < nfds ? fds[k++] : -1;
     if (m->flags & SBX_EXEC_STDERR)
         stdio[2] = k < nfds ? fds[k++] : -1;
+    int want_extra = (int)((m->flags >> SBX_EXEC_EXTRA_SHIFT) & SBX_EXEC_EXTRA_MASK);
+    while (nextra < want_extra && nextra < SBX_SPAWN_MAX_EXTRA && k < nfds)
+        extra[nextra++] = fds[k++];
 
     static char *argv[65536], *env[65536];
     int err = 0;
@@ -221,6 +234,8 @@ static void handle_exec(size_t len, int *fds, int nfds)
     }
     if (!err && nkids >= MAX_KIDS)
         err = EAGAIN;
+    if (!err && nextra != want_extra)
+        err = EINVAL;
     if (err) {
         if (chan >= 0)
             send_started(chan, 0, err, SBX_STAGE_FORK);
@@ -237,7 +252,7 @@ static void handle_exec(size_t len, int *fds, int nfds)
     pid_t pid = raw_fork();
     if (pid == 0) {
         close(ep[0]);
-        exec_child(m, workdir, argv, env, stdio, ep[1]);
+        exec_child(m, workdir, argv, env, stdio, extra, nextra, ep[1]);
     }
     close(ep[1]);
     if (pid < 0) {
@@ -263,6 +278,8 @@ out:
     for (int i = 0; i < 3; i++)
         if (stdio[i] >= 0)
             close(stdio[i]);
+    for (int i = 0; i < nextra; i++)
+        close(extra[i]);
     if (chan >= 0)
         close(chan);
 }
@@ -300,6 +317,158 @@ static void reap(void)
     }
 }
 
+/* ---- file operations on the host's behalf --------------------------------
+ * Done by a short-lived child with the requesting user's credentials, so
+ * the sandbox's own path resolution and permissions apply and init never
+ * blocks on the file system. A uid other than 0 has no capability at all
+ * (setresuid from 0 clears them); uid 0 keeps those of the sandbox's user
+ * namespace, which reach nothing outside it. Nothing here allocates (see
+ * the top of this file). */
+
+/* mkdir -p of path's parents (and of path itself when whole). */
+static int mkdirs(char *path, bool whole, unsigned mode)
+{
+    for (char *s = path + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        int r = mkdir(path, 0755);
+        int e = errno;
+        *s = '/';
+        if (r < 0 && e != EEXIST)
+            return -e;
+    }
+    if (whole && mkdir(path, mode) < 0)
+        return -errno;
+    return 0;
+}
+
+/* Depth-first removal with one small buffer per level, no allocation. */
+static int rm_tree(int dfd, const char *name, int depth)
+{
+    if (unlinkat(dfd, name, 0) == 0)
+        return 0;
+    if (errno != EISDIR && errno != EPERM)
+        return -errno;
+    if (depth > 128)
+        return -ELOOP;
+    int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int r = 0;
+    for (int pass = 0; pass < 2 && r == 0; pass++) {
+        _Alignas(8) char buf[2048];
+        long n;
+        lseek(fd, 0, SEEK_SET);
+        while (r == 0 && (n = syscall(SYS_getdents64, fd, buf, sizeof(buf))) > 0) {
+            for (long off = 0; off < n && r == 0;) {
+                struct dirent64_raw {
+                    uint64_t ino;
+                    int64_t off;
+                    unsigned short reclen;
+                    unsigned char type;
+                    char name[];
+                } *d = (void *)(buf + off);
+                off += d->reclen;
+                if (strcmp(d->name, ".") && strcmp(d->name, ".."))
+                    r = rm_tree(fd, d->name, depth + 1);
+            }
+        }
+        if (r == 0 && unlinkat(dfd, name, AT_REMOVEDIR) == 0)
+            break;
+        if (r == 0 && errno != ENOTEMPTY)
+            r = -errno;
+    }
+    close(fd);
+    return r;
+}
+
+static int fsop_run(const struct sbx_msg_fsop *m, char *p1, char *p2, int *fd_out)
+{
+    umask(0); /* modes are the caller's, exactly */
+    switch (m->op) {
+    case SBX_FSOP_OPEN: {
+        int fl = m->oflags;
+        if ((fl & O_CREAT) && (m->fsflags & SBX_FS_MKDIRS)) {
+            int r = mkdirs(p1, false, 0);
+            if (r < 0)
+                return r;
+        }
+        /* O_NONBLOCK: a FIFO must not hang the open (nor, later, the host). */
+        int fd = open(p1, fl | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, m->mode);
+        if (fd < 0)
+            return -errno;
+        if (!(fl & O_PATH)) {
+            struct stat st;
+            if (fstat(fd, &st) < 0 || (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))) {
+                close(fd);
+                return -EINVAL;
+            }
+            fcntl(fd, F_SETFL, fl & (O_APPEND | O_DIRECT | O_NOATIME)); /* clears O_NONBLOCK */
+        }
+        *fd_out = fd;
+        return 0;
+    }
+    case SBX_FSOP_MKDIR: {
+        int r = (m->fsflags & SBX_FS_MKDIRS) ? mkdirs(p1, true, m->mode) : (mkdir(p1, m->mode) < 0 ? -errno : 0);
+        if (r == -EEXIST && (m->fsflags & SBX_FS_EXIST_OK)) {
+            struct stat st;
+            if (stat(p1, &st) == 0 && S_ISDIR(st.st_mode))
+                r = 0;
+        }
+        return r;
+    }
+    case SBX_FSOP_RENAME:
+        if (m->fsflags & SBX_FS_MKDIRS) {
+            int r = mkdirs(p2, false, 0);
+            if (r < 0)
+                return r;
+        }
+        return rename(p1, p2) < 0 ? -errno : 0;
+    case SBX_FSOP_REMOVE: {
+        if (strcmp(p1, "/") == 0)
+            return -EBUSY;
+        return rm_tree(AT_FDCWD, p1, 0);
+    }
+    }
+    return -EINVAL;
+}
+
+static void handle_fsop(size_t len, int *fds, int nfds)
+{
+    const struct sbx_msg_fsop *m = (const struct sbx_msg_fsop *)req;
+    int chan = nfds > 0 ? fds[0] : -1;
+    for (int i = 1; i < nfds; i++)
+        close(fds[i]);
+    if (chan < 0)
+        return;
+    char *p1 = req + sizeof(*m), *end = req + len, *p2 = NULL;
+    int err = 0;
+    if (len <= sizeof(*m) || end[-1] != '\0' || m->npaths < 1 || m->npaths > 2)
+        err = EINVAL;
+    else if (m->npaths == 2) {
+        p2 = p1 + strlen(p1) + 1;
+        if (p2 >= end)
+            err = EINVAL;
+    }
+    pid_t pid = err ? 0 : raw_fork();
+    if (pid == 0 && !err) {
+        struct sbx_msg_fsres res = {{SBX_MSG_FSRES, sizeof(res) - sizeof(res.h)}, 0};
+        int fd = -1;
+        if (sbx_become(m->uid, m->gid) < 0)
+            res.err = errno;
+        else
+            res.err = -fsop_run(m, p1, p2, &fd);
+        sbx_msg_send(chan, &res, sizeof(res), fd >= 0 ? &fd : NULL, fd >= 0 ? 1 : 0);
+        _exit(0);
+    }
+    if (pid < 0 || err) {
+        struct sbx_msg_fsres res = {{SBX_MSG_FSRES, sizeof(res) - sizeof(res.h)}, err ? err : errno};
+        sbx_msg_send(chan, &res, sizeof(res), NULL, 0);
+    }
+    close(chan); /* the helper child holds its own copy */
+}
+
 void sbx_init_main(int ctl)
 {
     sigset_t chld;
@@ -323,7 +492,7 @@ void sbx_init_main(int ctl)
             reap();
         }
         if (pf[0].revents) {
-            int fds[4], nfds = 4;
+            int fds[8], nfds = 8;
             ssize_t n = sbx_msg_recv(ctl, req, sizeof(req), fds, &nfds);
             if (n == 0 || (n < 0 && n != -EMSGSIZE && n != -EAGAIN))
                 _exit(0); /* host is gone: so is the sandbox */
@@ -335,6 +504,8 @@ void sbx_init_main(int ctl)
             const struct sbx_msg_hdr *h = (const struct sbx_msg_hdr *)req;
             if (h->type == SBX_MSG_EXEC)
                 handle_exec((size_t)n, fds, nfds);
+            else if (h->type == SBX_MSG_FSOP)
+                handle_fsop((size_t)n, fds, nfds);
             else {
                 for (int i = 0; i < nfds; i++)
                     close(fds[i]);

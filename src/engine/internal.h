@@ -93,6 +93,8 @@ enum {
     SBX_MSG_STARTED,     /* init -> host (exec channel): pid or exec errno */
     SBX_MSG_EXIT,        /* init -> host (exec channel): wait status */
     SBX_MSG_SIGNAL,      /* host -> init: signal an exec's process group */
+    SBX_MSG_FSOP,        /* host -> init: a file operation as a user (channel fd attached) */
+    SBX_MSG_FSRES,       /* init's helper -> host (channel): errno, maybe an fd */
 };
 
 struct sbx_msg_hdr {
@@ -118,6 +120,10 @@ struct sbx_msg_exec {
     /* then: workdir\0 argv[0]\0 ... env[0]\0 ... */
 };
 enum { SBX_EXEC_STDIN = 1, SBX_EXEC_STDOUT = 2, SBX_EXEC_STDERR = 4 };
+/* Bits 8-11 of flags: number of extra fds (after stdio), which become
+ * fds 3.. of the command. */
+#define SBX_EXEC_EXTRA_SHIFT 8
+#define SBX_EXEC_EXTRA_MASK 0xfu
 
 struct sbx_msg_started {
     struct sbx_msg_hdr h;
@@ -141,6 +147,23 @@ struct sbx_msg_signal {
     int32_t sig;
 };
 
+/* FSOP payload: fixed part, then path\0 [path2\0]. */
+struct sbx_msg_fsop {
+    struct sbx_msg_hdr h;
+    uint32_t op;        /* enum below */
+    uint32_t uid, gid;
+    int32_t oflags;     /* open(2) flags for SBX_FSOP_OPEN */
+    uint32_t mode;
+    uint32_t fsflags;   /* SBX_FS_* */
+    uint32_t npaths;
+};
+enum { SBX_FSOP_OPEN = 1, SBX_FSOP_MKDIR, SBX_FSOP_RENAME, SBX_FSOP_REMOVE };
+
+struct sbx_msg_fsres {
+    struct sbx_msg_hdr h;
+    int32_t err;        /* 0 or errno */
+};
+
 /* Runs forever as pid 1 of the sandbox, serving exec requests on ctl_fd.
  * Never returns. */
 void sbx_init_main(int ctl_fd) __attribute__((noreturn));
@@ -158,8 +181,13 @@ struct sbx_sandbox {
     pthread_mutex_t send_lock; /* one EXEC/SIGNAL message at a time on ctl_fd */
     uint64_t next_exec;
     uint64_t oom_seen;         /* OOM kills already reported */
+    uint32_t uid_base, uid_count;
     bool dead;
 };
+
+/* exec.c: credentials and home of a "user" argument. */
+int sbx_parse_user(const char *user, uint32_t *uid, uint32_t *gid, const char **home, const char **name,
+                   sbx_err *err);
 
 /* Sends one message with optional fds; 0 or -errno. */
 int sbx_msg_send(int fd, const void *msg, size_t len, const int *fds, int nfds);

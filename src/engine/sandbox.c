@@ -256,6 +256,8 @@ int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out,
         return sbx_fail(err, SBX_E_SYSTEM, "out of memory");
     }
     sb->eng = eng;
+    sb->uid_base = eng->uid_base;
+    sb->uid_count = eng->uid_count;
     sb->ctl_fd = sb->lock_fd = -1;
     sb->init_pid = -1;
     pthread_mutex_init(&sb->send_lock, NULL);

@@ -3,8 +3,11 @@
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define STREAM_MAX_QUEUED (4u << 20) /* producer waits beyond this */
 
 struct sbx_http {
     struct MHD_Daemon *d;
@@ -20,15 +23,188 @@ struct upload {
     int too_big;
 };
 
+/* ---- streamed bodies ----------------------------------------------------
+ * A producer thread appends to a bounded buffer; libmicrohttpd's reader
+ * callback (on the connection's own thread, where blocking is allowed in
+ * thread-per-connection mode) takes from it. The stream is freed by
+ * whichever side lets go last. */
+struct sbx_http_stream {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    char *buf;
+    size_t off, len, cap;
+    int refs;
+    int done;   /* producer finished */
+    int gone;   /* response released: the client is gone or served */
+    sbx_http_stream_fn fn;
+    void *ud;
+};
+
+static void stream_unref(sbx_http_stream *s)
+{
+    pthread_mutex_lock(&s->lock);
+    int last = --s->refs == 0;
+    pthread_mutex_unlock(&s->lock);
+    if (last) {
+        pthread_mutex_destroy(&s->lock);
+        pthread_cond_destroy(&s->cond);
+        free(s->buf);
+        free(s);
+    }
+}
+
+int sbx_http_stream_write(sbx_http_stream *s, const void *data, size_t len)
+{
+    pthread_mutex_lock(&s->lock);
+    while (!s->gone && s->len - s->off > STREAM_MAX_QUEUED)
+        pthread_cond_wait(&s->cond, &s->lock);
+    if (s->gone) {
+        pthread_mutex_unlock(&s->lock);
+        return -1;
+    }
+    if (s->off > 0 && s->off == s->len)
+        s->off = s->len = 0;
+    if (s->len + len > s->cap) {
+        if (s->off) { /* compact before growing */
+            memmove(s->buf, s->buf + s->off, s->len - s->off);
+            s->len -= s->off;
+            s->off = 0;
+        }
+        size_t nc = s->cap ? s->cap : 4096;
+        while (nc < s->len + len)
+            nc *= 2;
+        char *nb = realloc(s->buf, nc);
+        if (!nb) {
+            pthread_mutex_unlock(&s->lock);
+            return -1;
+        }
+        s->buf = nb;
+        s->cap = nc;
+    }
+    memcpy(s->buf + s->len, data, len);
+    s->len += len;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+static void *stream_thread(void *arg)
+{
+    sbx_http_stream *s = arg;
+    s->fn(s->ud, s);
+    pthread_mutex_lock(&s->lock);
+    s->done = 1;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    stream_unref(s);
+    return NULL;
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+    (void)pos;
+    sbx_http_stream *s = cls;
+    pthread_mutex_lock(&s->lock);
+    while (s->off == s->len && !s->done)
+        pthread_cond_wait(&s->cond, &s->lock);
+    ssize_t n;
+    if (s->off == s->len) {
+        n = MHD_CONTENT_READER_END_OF_STREAM;
+    } else {
+        size_t take = s->len - s->off < max ? s->len - s->off : max;
+        memcpy(out, s->buf + s->off, take);
+        s->off += take;
+        n = (ssize_t)take;
+        pthread_cond_broadcast(&s->cond);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+static void stream_release(void *cls)
+{
+    sbx_http_stream *s = cls;
+    pthread_mutex_lock(&s->lock);
+    s->gone = 1;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    stream_unref(s);
+}
+
+static struct MHD_Response *stream_response(sbx_http_resp *r)
+{
+    sbx_http_stream *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    s->fn = r->stream;
+    s->ud = r->stream_ud;
+    s->refs = 2; /* the producer thread and the response */
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, s,
+                                                                  stream_release);
+    if (!resp) {
+        pthread_mutex_destroy(&s->lock);
+        pthread_cond_destroy(&s->cond);
+        free(s);
+        return NULL;
+    }
+    pthread_t t;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &a, stream_thread, s) != 0) {
+        /* No producer: end the body at once. */
+        s->done = 1;
+        s->refs--;
+    }
+    pthread_attr_destroy(&a);
+    return resp;
+}
+
+void sbx_http_add_header(sbx_http_resp *r, const char *name, const char *value)
+{
+    if (r->nheaders >= SBX_HTTP_MAX_HEADERS)
+        return;
+    char *n = strdup(name), *v = strdup(value);
+    if (!n || !v) {
+        free(n);
+        free(v);
+        return;
+    }
+    r->headers[r->nheaders][0] = n;
+    r->headers[r->nheaders][1] = v;
+    r->nheaders++;
+}
+
+static void free_headers(sbx_http_resp *r)
+{
+    for (int i = 0; i < r->nheaders; i++) {
+        free(r->headers[i][0]);
+        free(r->headers[i][1]);
+    }
+    r->nheaders = 0;
+}
+
 static enum MHD_Result queue(struct MHD_Connection *c, sbx_http_resp *r)
 {
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(r->body_len, r->body ? r->body : (void *)"", r->body ? MHD_RESPMEM_MUST_FREE
-                                                                                          : MHD_RESPMEM_PERSISTENT);
-    if (!resp) {
+    struct MHD_Response *resp;
+    if (r->stream) {
         free(r->body);
+        resp = stream_response(r);
+    } else {
+        resp = MHD_create_response_from_buffer(r->body_len, r->body ? r->body : (void *)"",
+                                               r->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+        if (!resp)
+            free(r->body);
+    }
+    if (!resp) {
+        free_headers(r);
         return MHD_NO;
     }
+    for (int i = 0; i < r->nheaders; i++)
+        MHD_add_response_header(resp, r->headers[i][0], r->headers[i][1]);
+    free_headers(r);
     if (r->content_type)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
     /* CORS as upstream: any origin, the methods and headers clients use. */
@@ -138,4 +314,9 @@ void sbx_http_stop(sbx_http *h)
 const char *sbx_http_header(const sbx_http_req *req, const char *name)
 {
     return MHD_lookup_connection_value((struct MHD_Connection *)req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *sbx_http_query(const sbx_http_req *req, const char *name)
+{
+    return MHD_lookup_connection_value((struct MHD_Connection *)req->conn, MHD_GET_ARGUMENT_KIND, name);
 }

@@ -17,11 +17,24 @@ typedef struct sbx_http_req {
     void *conn;       /* for sbx_http_header */
 } sbx_http_req;
 
+typedef struct sbx_http_stream sbx_http_stream;
+/* Produces a streamed body: runs on its own thread after the handler
+ * returned, writes with sbx_http_stream_write and returns when done (the
+ * body then ends). Must free ud itself. */
+typedef void (*sbx_http_stream_fn)(void *ud, sbx_http_stream *s);
+
+#define SBX_HTTP_MAX_HEADERS 8
+
 typedef struct sbx_http_resp {
     int status;
     const char *content_type; /* static string; NULL: no Content-Type */
     char *body;               /* malloc'd (freed by the http layer); NULL: empty */
     size_t body_len;
+    /* A streamed (chunked) body instead of `body`, when set. */
+    sbx_http_stream_fn stream;
+    void *stream_ud;
+    int nheaders;
+    char *headers[SBX_HTTP_MAX_HEADERS][2]; /* extra headers (sbx_http_add_header) */
 } sbx_http_resp;
 
 typedef void (*sbx_http_handler)(void *ud, const sbx_http_req *req, sbx_http_resp *resp);
@@ -35,5 +48,12 @@ int sbx_http_start(const char *host, uint16_t port, size_t max_body, sbx_http_ha
 void sbx_http_stop(sbx_http *http);
 /* Case-insensitive request header lookup; NULL when absent. */
 const char *sbx_http_header(const sbx_http_req *req, const char *name);
+/* Query-string argument (decoded); NULL when absent. */
+const char *sbx_http_query(const sbx_http_req *req, const char *name);
+/* Adds a response header (copied); silently ignores more than the max. */
+void sbx_http_add_header(sbx_http_resp *resp, const char *name, const char *value);
+/* Appends to a streamed body; blocks while the client is slow. 0, or -1
+ * once the client has gone (the producer should wind down). */
+int sbx_http_stream_write(sbx_http_stream *s, const void *data, size_t len);
 
 #endif
