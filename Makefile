@@ -20,7 +20,7 @@ CFLAGS += -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototy
 LDFLAGS += $(SANFLAGS)
 
 ENGINE_SRC := $(wildcard src/engine/*.c)
-SERVER_SRC := $(filter-out src/server/main.c,$(wildcard src/server/*.c)) $(wildcard src/proto/*.c)
+SERVER_SRC := $(filter-out src/server/main.c,$(wildcard src/server/*.c)) $(wildcard src/proto/*.c) $(wildcard src/client/*.c)
 SERVER_LIBS := -lmicrohttpd -ljansson -lsqlite3 -lcrypto -lcurl -lpthread -lm
 CLI_SRC    := $(wildcard src/cli/*.c)
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
@@ -51,6 +51,16 @@ $(BUILD)/tools/seccomp_gen: tools/seccomp_gen.c src/engine/seccomp_policy.h
 $(SECCOMP_INC): $(BUILD)/tools/seccomp_gen
 	@mkdir -p $(dir $@)
 	$< > $@.tmp && mv $@.tmp $@
+
+# Interpreter drivers for REPLs are plain .py/.js files, embedded as C arrays.
+REPL_INC := $(BUILD)/gen/repl_drivers.inc
+$(BUILD)/tools/embed: tools/embed.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c17 -O1 -Wall -Wextra -Werror $< -o $@
+$(REPL_INC): $(BUILD)/tools/embed src/server/repl_driver.py src/server/repl_driver.js
+	@mkdir -p $(dir $@)
+	{ $< repl_driver_py src/server/repl_driver.py && $< repl_driver_js src/server/repl_driver.js; } > $@.tmp && mv $@.tmp $@
+$(BUILD)/src/server/repl.o: $(REPL_INC)
 
 $(BUILD)/%.o: %.c | $(SECCOMP_INC)
 	@mkdir -p $(dir $@)
@@ -122,8 +132,13 @@ $(BUILD)/bench/idle_mem: bench/idle_mem.c $(LIBSBX)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(LIBSBX) -o $@ -lpthread
 
-bench: all $(BUILD)/bench/idle_mem
+$(BUILD)/bench/server_bench: bench/server_bench.c $(LIBSRV) $(LIBSBX)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(LIBSRV) $(LIBSBX) -o $@ $(SERVER_LIBS)
+
+bench: all $(BUILD)/bench/idle_mem $(BUILD)/bench/server_bench
 	bench/start.sh $(BUILD) --update-docs
+	bench/server.sh $(BUILD) --update-docs
 
 clean:
 	rm -rf build build-asan

@@ -18,6 +18,8 @@ static void usage(FILE *f)
                "  run      run a command in a new sandbox (sbx run --help)\n"
                "  info     show what the engine detected on this host\n"
                "  server   run the API server (sbx server --help)\n"
+               "  config   check the MSB_* configuration (sbx config check)\n"
+               "  mcp      serve MCP over stdio, tools run on a server (sbx mcp --help)\n"
                "  version  print the version\n");
 }
 
@@ -72,7 +74,7 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "run") == 0)
         return cmd_run(argc - 1, argv + 1);
-    if (strcmp(cmd, "server") == 0)
+    if (strcmp(cmd, "server") == 0 || strcmp(cmd, "mcp") == 0 || strcmp(cmd, "config") == 0)
         return exec_server(argv);
     if (strcmp(cmd, "info") == 0)
         return cmd_info(argc - 1, argv + 1);

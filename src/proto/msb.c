@@ -1,8 +1,12 @@
 /* The microsandbox v0.2 JSON-RPC methods (shared/protocols/microsandbox.md
  * §5, §6, §9): names and params in, server sandbox operations out. */
 #include "log.h"
+#include "repl.h"
 #include "rpc.h"
 #include "util.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
 
 #include <errno.h>
 #include <ftw.h>
@@ -15,6 +19,7 @@
 #include <unistd.h>
 
 #define MAX_OUTPUT (16u << 20)
+#define MAX_FILE (16u << 20) /* sandbox.fs.* content, decoded */
 
 /* ---- params ------------------------------------------------------------- */
 
@@ -402,8 +407,20 @@ static void add_line(struct lines *L, int stream, const char *s, size_t n)
         return;
     }
     L->total += n;
-    json_array_append_new(L->arr, json_pack("{s:s, s:s%}", "stream", stream == SBX_STDOUT ? "stdout" : "stderr",
-                                            "text", s, n));
+    const char *name = stream == SBX_STDOUT ? "stdout" : "stderr";
+    json_array_append_new(L->arr, json_pack("{s:s, s:s%}", "stream", name, "text", s, n));
+    sbx_rpc_stream_output(name, s, n); /* "stream": true callers see it now */
+}
+
+static void flush_lines(struct lines *L)
+{
+    for (int s = 1; s <= 2; s++) {
+        if (L->part_len[s])
+            add_line(L, s, L->part[s], L->part_len[s]);
+        free(L->part[s]);
+        L->part[s] = NULL;
+        L->part_len[s] = 0;
+    }
 }
 
 static void on_output(void *ud, int stream, const char *d, size_t n)
@@ -489,13 +506,10 @@ static int m_command_run(sbx_server *srv, json_t *params, json_t **result, sbx_r
     };
     sbx_exec_result res;
     sbx_err err = {0};
+    sbx_rpc_stream_begin();
     int rc = sbx_sandbox_exec(l->sb, &xs, &res, &err);
     sbx_server_release(srv, l);
-    for (int s = 1; s <= 2; s++) {
-        if (L.part_len[s])
-            add_line(&L, s, L.part[s], L.part_len[s]);
-        free(L.part[s]);
-    }
+    flush_lines(&L);
     if (rc < 0) {
         free(argv);
         json_decref(L.arr);
@@ -530,13 +544,272 @@ static int m_command_run(sbx_server *srv, json_t *params, json_t **result, sbx_r
     return 0;
 }
 
+/* ---- sandbox.repl.run ---------------------------------------------------- */
+
+static void on_repl_output(void *ud, int stream, const char *d, size_t n)
+{
+    on_output(ud, stream, d, n);
+}
+
+static int m_repl_run(sbx_server *srv, json_t *params, json_t **result, sbx_rpc_err *e)
+{
+    const char *ns, *name;
+    if (!json_is_string(json_object_get(params, "sandbox")))
+        return sbx_rpc_fail(e, 400, 2001, "Missing required 'sandbox' parameter for portal request");
+    if (get_sandbox("sandbox.repl.run", params, &name, e) < 0 || get_ns("sandbox.repl.run", params, false, &ns, e) < 0)
+        return -1;
+    json_t *jl = json_object_get(params, "language"), *jc = json_object_get(params, "code"),
+           *jt = json_object_get(params, "timeout");
+    if (!json_is_string(jl))
+        return sbx_rpc_fail(e, 400, 2001, "Invalid params for sandbox.repl.run: missing field `language`");
+    if (!json_is_string(jc))
+        return sbx_rpc_fail(e, 400, 2001, "Invalid params for sandbox.repl.run: missing field `code`");
+    double timeout = 0;
+    if (jt && !json_is_null(jt)) {
+        if (!json_is_number(jt) || json_number_value(jt) <= 0)
+            return sbx_rpc_fail(e, 400, 2001,
+                                "Invalid params for sandbox.repl.run: timeout must be a positive number of seconds");
+        timeout = json_number_value(jt);
+    }
+    int lang = sbx_repl_lang_parse(json_string_value(jl));
+    if (!lang)
+        return sbx_rpc_internal(e, "repl.run: Unsupported language: %s (allowed: python, node, nodejs, javascript)",
+                                json_string_value(jl));
+    sbx_live *l = sbx_server_acquire(srv, ns, name);
+    if (!l)
+        return sbx_rpc_internal(e, "repl.run: sandbox %s/%s is not running", ns, name);
+
+    int rc = -1;
+    struct lines L = {.arr = json_array()};
+    sbx_repl_result res = {0};
+    sbx_err err = {0};
+    bool fresh = false;
+    sbx_rpc_stream_begin();
+    if (sbx_server_repl_run(l, lang, json_string_value(jc), SBX_REPL_ECHO, (uint64_t)(timeout * 1000),
+                            on_repl_output, &L, &res, &fresh, &err) < 0) {
+        flush_lines(&L);
+        rc = sbx_rpc_internal(e, "repl.run %s/%s: %s", ns, name, err.msg);
+        goto out;
+    }
+    flush_lines(&L);
+    const char *lname = sbx_repl_lang_name(lang);
+    if (res.timed_out) {
+        if (res.restarted)
+            sbx_log(SBX_LOG_WARN, "repl.run %s/%s: %s did not stop when interrupted; restarted it (state lost)", ns,
+                    name, lname);
+        rc = sbx_rpc_internal(e, "repl.run %s/%s: Execution timed out after %g seconds%s", ns, name, timeout,
+                              res.restarted ? "; the interpreter did not stop and was restarted, its state is lost"
+                                            : "; the code was interrupted, state is kept");
+        goto out;
+    }
+    if (res.restarted && !fresh) {
+        char note[256];
+        if (res.err_name && strcmp(res.err_name, "InterpreterExited") == 0)
+            snprintf(note, sizeof(note), "[sbx] the %s interpreter exited; a fresh one was started and earlier state is lost",
+                     lname);
+        else
+            snprintf(note, sizeof(note), "[sbx] the %s interpreter had exited and was restarted; earlier state is lost",
+                     lname);
+        add_line(&L, SBX_STDERR, note, strlen(note));
+    }
+    if (L.truncated) {
+        static const char note[] = "[sbx: output truncated at 16 MiB]";
+        L.truncated = false;
+        add_line(&L, SBX_STDERR, note, sizeof(note) - 1);
+    }
+    *result = json_pack("{s:s, s:s, s:O}", "status", "success", "language", json_string_value(jl), "output", L.arr);
+    rc = 0;
+out:
+    sbx_server_release(srv, l);
+    sbx_repl_result_free(&res);
+    flush_lines(&L);
+    json_decref(L.arr);
+    return rc;
+}
+
+/* ---- sandbox.fs.write / sandbox.fs.read (sbx extensions) --------------- */
+
+/* Strict standard base64 (RFC 4648 §4, padded, no whitespace). */
+static unsigned char *b64_decode(const char *in, size_t n, size_t *out_len)
+{
+    if (n % 4)
+        return NULL;
+    size_t pad = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = in[i];
+        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
+        if (c == '=' && i >= n - 2) {
+            pad++;
+            continue;
+        }
+        if (!ok || pad)
+            return NULL;
+    }
+    unsigned char *out = malloc(n / 4 * 3 + 1);
+    if (!out)
+        return NULL;
+    int r = n ? EVP_DecodeBlock(out, (const unsigned char *)in, (int)n) : 0;
+    if (r < 0) {
+        free(out);
+        return NULL;
+    }
+    *out_len = (size_t)r - pad;
+    return out;
+}
+
+static int fs_common(const char *method, json_t *params, const char **ns, const char **name, const char **path,
+                     sbx_rpc_err *e)
+{
+    if (get_sandbox(method, params, name, e) < 0 || get_ns(method, params, false, ns, e) < 0)
+        return -1;
+    json_t *jp = json_object_get(params, "path");
+    if (!json_is_string(jp))
+        return sbx_rpc_fail(e, 400, 2001, "Invalid params for %s: missing field `path`", method);
+    *path = json_string_value(jp);
+    if ((*path)[0] != '/')
+        return sbx_rpc_fail(e, 400, 2001, "Invalid params for %s: path '%s' must be absolute", method, *path);
+    return 0;
+}
+
+static int fs_error(const sbx_err *err, const char *path, sbx_rpc_err *e)
+{
+    if (err->sys_errno == ENOENT)
+        return sbx_rpc_fail(e, 404, 4001, "File not found: %s", path);
+    if (err->sys_errno && err->sys_errno != EIO)
+        return sbx_rpc_fail(e, 400, 2001, "%s", err->msg);
+    return sbx_rpc_internal(e, "%s", err->msg);
+}
+
+static int m_fs_write(sbx_server *srv, json_t *params, json_t **result, sbx_rpc_err *e)
+{
+    const char *ns, *name, *path;
+    if (fs_common("sandbox.fs.write", params, &ns, &name, &path, e) < 0)
+        return -1;
+    json_t *jc = json_object_get(params, "content"), *jm = json_object_get(params, "mode"),
+           *jd = json_object_get(params, "mkdirs");
+    if (!json_is_string(jc))
+        return sbx_rpc_fail(e, 400, 2001, "Invalid params for sandbox.fs.write: missing field `content` (base64)");
+    if (jm && !json_is_null(jm) && (!json_is_integer(jm) || json_integer_value(jm) < 0 || json_integer_value(jm) > 07777))
+        return sbx_rpc_fail(e, 400, 2001, "Invalid params for sandbox.fs.write: mode must be an integer 0-4095 (e.g. 420 = 0644)");
+    if (jd && !json_is_null(jd) && !json_is_boolean(jd))
+        return sbx_rpc_fail(e, 400, 2001, "Invalid params for sandbox.fs.write: mkdirs must be a boolean");
+    unsigned mode = jm && json_is_integer(jm) ? (unsigned)json_integer_value(jm) : 0644;
+    bool mkdirs = !jd || json_is_null(jd) || json_is_true(jd);
+    size_t n = json_string_length(jc), len = 0;
+    if (n / 4 * 3 > MAX_FILE + 2)
+        return sbx_rpc_fail(e, 400, 2001, "Invalid params for sandbox.fs.write: content is larger than %u MiB",
+                            MAX_FILE >> 20);
+    unsigned char *data = b64_decode(json_string_value(jc), n, &len);
+    if (!data)
+        return sbx_rpc_fail(e, 400, 2001, "Invalid params for sandbox.fs.write: content is not valid standard base64");
+    if (len > MAX_FILE) {
+        free(data);
+        return sbx_rpc_fail(e, 400, 2001, "Invalid params for sandbox.fs.write: content is larger than %u MiB",
+                            MAX_FILE >> 20);
+    }
+    sbx_live *l = sbx_server_acquire(srv, ns, name);
+    if (!l) {
+        free(data);
+        return sbx_rpc_fail(e, 400, 2001, "Sandbox '%s' is not running", name);
+    }
+    sbx_err err = {0};
+    int rc = -1;
+    /* As root inside, like sandbox.command.run. */
+    int fd = sbx_sandbox_open(l->sb, path, O_WRONLY | O_CREAT | O_TRUNC, mode, "root", mkdirs ? SBX_FS_MKDIRS : 0, &err);
+    sbx_server_release(srv, l);
+    if (fd < 0) {
+        rc = fs_error(&err, path, e);
+        goto out;
+    }
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, data + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            rc = errno == ENOSPC || errno == EDQUOT
+                     ? sbx_rpc_fail(e, 400, 2001, "No space left in sandbox '%s' for %s", name, path)
+                     : sbx_rpc_internal(e, "fs.write %s: %s", path, strerror(errno));
+            close(fd);
+            goto out;
+        }
+        off += (size_t)w;
+    }
+    fchmod(fd, mode); /* an existing file takes the mode asked for too */
+    close(fd);
+    *result = json_pack("{s:s, s:I}", "path", path, "size", (json_int_t)len);
+    rc = 0;
+out:
+    free(data);
+    return rc;
+}
+
+static int m_fs_read(sbx_server *srv, json_t *params, json_t **result, sbx_rpc_err *e)
+{
+    const char *ns, *name, *path;
+    if (fs_common("sandbox.fs.read", params, &ns, &name, &path, e) < 0)
+        return -1;
+    json_t *jx = json_object_get(params, "max_bytes");
+    size_t max = MAX_FILE;
+    if (jx && !json_is_null(jx)) {
+        if (!json_is_integer(jx) || json_integer_value(jx) < 0 || json_integer_value(jx) > MAX_FILE)
+            return sbx_rpc_fail(e, 400, 2001, "Invalid params for sandbox.fs.read: max_bytes must be an integer 0-%u",
+                                MAX_FILE);
+        max = (size_t)json_integer_value(jx);
+    }
+    sbx_live *l = sbx_server_acquire(srv, ns, name);
+    if (!l)
+        return sbx_rpc_fail(e, 400, 2001, "Sandbox '%s' is not running", name);
+    sbx_err err = {0};
+    int fd = sbx_sandbox_open(l->sb, path, O_RDONLY, 0, "root", 0, &err);
+    sbx_server_release(srv, l);
+    if (fd < 0)
+        return fs_error(&err, path, e);
+    struct stat st;
+    if (fstat(fd, &st) < 0 || S_ISDIR(st.st_mode)) {
+        close(fd);
+        return sbx_rpc_fail(e, 400, 2001, "%s is a directory, not a file", path);
+    }
+    unsigned char *buf = malloc(max + 1);
+    size_t got = 0;
+    while (buf && got < max) {
+        ssize_t r = read(fd, buf + got, max - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    /* More than max? The size is what fstat said, or what reading found. */
+    char probe;
+    bool more = buf && got == max && read(fd, &probe, 1) == 1;
+    close(fd);
+    if (!buf)
+        return sbx_rpc_internal(e, "out of memory");
+    char *b64 = malloc(4 * ((got + 2) / 3) + 1);
+    if (!b64) {
+        free(buf);
+        return sbx_rpc_internal(e, "out of memory");
+    }
+    EVP_EncodeBlock((unsigned char *)b64, buf, (int)got);
+    free(buf);
+    uint64_t size = (uint64_t)st.st_size > got ? (uint64_t)st.st_size : got + (more ? 1 : 0);
+    *result = json_pack("{s:s, s:s, s:I, s:b}", "path", path, "content", b64, "size", (json_int_t)size, "truncated",
+                        more || (uint64_t)st.st_size > got);
+    free(b64);
+    return 0;
+}
+
 static const sbx_rpc_method methods[] = {
-    {"sandbox.start", m_start},
-    {"sandbox.stop", m_stop},
-    {"sandbox.metrics.get", m_metrics},
-    {"sandbox.command.run", m_command_run},
-    {"sandbox.list", m_list},
-    {"sandbox.delete", m_delete},
+    {"sandbox.start", m_start, false},
+    {"sandbox.stop", m_stop, false},
+    {"sandbox.metrics.get", m_metrics, false},
+    {"sandbox.command.run", m_command_run, true},
+    {"sandbox.repl.run", m_repl_run, true},
+    {"sandbox.list", m_list, false},
+    {"sandbox.delete", m_delete, false},
+    {"sandbox.fs.write", m_fs_write, false},
+    {"sandbox.fs.read", m_fs_read, false},
 };
 
 const sbx_rpc_method *sbx_msb_find(const char *name)

@@ -88,15 +88,31 @@ int sbx_http_stream_write(sbx_http_stream *s, const void *data, size_t len)
     return 0;
 }
 
-static void *stream_thread(void *arg)
+sbx_http_stream *sbx_http_stream_open(void)
 {
-    sbx_http_stream *s = arg;
-    s->fn(s->ud, s);
+    sbx_http_stream *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    s->refs = 2; /* the producer and the response */
+    return s;
+}
+
+void sbx_http_stream_close(sbx_http_stream *s)
+{
     pthread_mutex_lock(&s->lock);
     s->done = 1;
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);
     stream_unref(s);
+}
+
+static void *stream_thread(void *arg)
+{
+    sbx_http_stream *s = arg;
+    s->fn(s->ud, s);
+    sbx_http_stream_close(s);
     return NULL;
 }
 
@@ -133,14 +149,18 @@ static void stream_release(void *cls)
 
 static struct MHD_Response *stream_response(sbx_http_resp *r)
 {
-    sbx_http_stream *s = calloc(1, sizeof(*s));
+    if (r->stream_obj) {
+        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read,
+                                                                      r->stream_obj, stream_release);
+        if (!resp)
+            stream_release(r->stream_obj);
+        return resp;
+    }
+    sbx_http_stream *s = sbx_http_stream_open();
     if (!s)
         return NULL;
-    pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->cond, NULL);
     s->fn = r->stream;
     s->ud = r->stream_ud;
-    s->refs = 2; /* the producer thread and the response */
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, s,
                                                                   stream_release);
     if (!resp) {
@@ -189,7 +209,7 @@ static void free_headers(sbx_http_resp *r)
 static enum MHD_Result queue(struct MHD_Connection *c, sbx_http_resp *r)
 {
     struct MHD_Response *resp;
-    if (r->stream) {
+    if (r->stream || r->stream_obj) {
         free(r->body);
         resp = stream_response(r);
     } else {

@@ -30,9 +30,12 @@ typedef struct sbx_http_resp {
     const char *content_type; /* static string; NULL: no Content-Type */
     char *body;               /* malloc'd (freed by the http layer); NULL: empty */
     size_t body_len;
-    /* A streamed (chunked) body instead of `body`, when set. */
+    /* A streamed (chunked) body instead of `body`, when set: either a
+     * producer run on a new thread, or a stream opened (and fed) by the
+     * handler's own producer with sbx_http_stream_open. */
     sbx_http_stream_fn stream;
     void *stream_ud;
+    sbx_http_stream *stream_obj;
     int nheaders;
     char *headers[SBX_HTTP_MAX_HEADERS][2]; /* extra headers (sbx_http_add_header) */
 } sbx_http_resp;
@@ -55,5 +58,11 @@ void sbx_http_add_header(sbx_http_resp *resp, const char *name, const char *valu
 /* Appends to a streamed body; blocks while the client is slow. 0, or -1
  * once the client has gone (the producer should wind down). */
 int sbx_http_stream_write(sbx_http_stream *s, const void *data, size_t len);
+/* A stream for resp->stream_obj, for producers that run before the
+ * handler returns: the producer writes, then must call close (ending the
+ * body); the handler must put it in resp->stream_obj (or, if it changes
+ * its mind, call sbx_http_stream_close for that side too). */
+sbx_http_stream *sbx_http_stream_open(void);
+void sbx_http_stream_close(sbx_http_stream *s);
 
 #endif

@@ -2,6 +2,7 @@
  * launches) hands these subcommands to this binary, which links the
  * server's libraries (libmicrohttpd, jansson, SQLite, libcrypto). */
 #include "auth.h"
+#include "../proto/mcp.h"
 #include "log.h"
 #include "server.h"
 #include "util.h"
@@ -62,6 +63,7 @@ static int cmd_start(int argc, char **argv)
     };
     sbx_server_config cfg = {.host = "127.0.0.1", .port = 5555};
     int level = SBX_LOG_INFO, json = 0, c;
+    bool level_given = false;
     static const char *const levels[] = {"error", "warn", "info", "debug"};
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -80,6 +82,7 @@ static int cmd_start(int argc, char **argv)
                     level = i;
             if (level < 0)
                 return bad("--log-level must be error, warn, info or debug, got ", optarg);
+            level_given = true;
             break;
         case 'f':
             if (strcmp(optarg, "json") && strcmp(optarg, "text"))
@@ -90,7 +93,24 @@ static int cmd_start(int argc, char **argv)
         default: return bad("unknown option ", argv[optind - 1]);
         }
     }
+    /* MSB_* (and ./.env) are checked before anything starts: a bad value
+     * refuses the start rather than surfacing at the first session. */
+    sbx_err cerr = {0};
+    if (sbx_client_config_from_env(&cfg.msb, &cerr) < 0 || sbx_client_config_validate(&cfg.msb, &cerr) < 0) {
+        fprintf(stderr, "sbx server: %s\n", cerr.msg);
+        sbx_client_config_free(&cfg.msb);
+        return 125;
+    }
+    if (!level_given) {
+        /* DEBUG, INFO, WARNING, ERROR, CRITICAL onto the server's four. */
+        static const int from_msb[] = {SBX_LOG_DEBUG, SBX_LOG_INFO, SBX_LOG_WARN, SBX_LOG_ERROR, SBX_LOG_ERROR};
+        level = from_msb[cfg.msb.log_level];
+    }
     sbx_log_setup(level, json);
+    for (size_t i = 0; i < cfg.msb.n_shared_volume_mappings; i++)
+        if (access(cfg.msb.shared_volume_mappings[i].host, F_OK) < 0)
+            sbx_log(SBX_LOG_WARN, "MSB_SHARED_VOLUME_PATH: host path does not exist: %s",
+                    cfg.msb.shared_volume_mappings[i].host);
     /* Signals are taken by sigwait below, in this thread only: every
      * thread started from here on inherits the block. */
     sigset_t stop;
@@ -104,11 +124,13 @@ static int cmd_start(int argc, char **argv)
     sbx_err err = {0};
     if (sbx_server_open(&cfg, &srv, &err) < 0) {
         fprintf(stderr, "sbx server: %s\n", err.msg);
+        sbx_client_config_free(&cfg.msb);
         return 1;
     }
     if (sbx_server_listen(srv, &err) < 0) {
         fprintf(stderr, "sbx server: %s\n", err.msg);
         sbx_server_close(srv);
+        sbx_client_config_free(&cfg.msb);
         return 1;
     }
     sbx_log(SBX_LOG_INFO, "listening on %s:%u%s, state in %s", srv->host, srv->port, cfg.dev ? " (dev mode: no auth)" : "",
@@ -119,6 +141,7 @@ static int cmd_start(int argc, char **argv)
     sigwait(&stop, &sig);
     sbx_log(SBX_LOG_INFO, "signal %d: stopping sandboxes and shutting down", sig);
     sbx_server_close(srv);
+    sbx_client_config_free(&cfg.msb); /* srv->cfg.msb shared these mappings */
     sbx_log(SBX_LOG_INFO, "stopped");
     return 0;
 }
@@ -230,5 +253,9 @@ int main(int argc, char **argv)
         return cmd_keygen(argc, argv);
     if (strcmp(cmd, "status") == 0)
         return cmd_status(argc, argv);
+    if (strcmp(cmd, "config") == 0)
+        return sbx_config_check_main(argc, argv);
+    if (strcmp(cmd, "mcp") == 0)
+        return sbx_mcp_stdio_main(argc, argv);
     return bad("unknown command ", cmd);
 }

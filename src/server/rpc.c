@@ -1,6 +1,7 @@
 #include "rpc.h"
 #include "log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,13 +22,15 @@ int sbx_rpc_fail(sbx_rpc_err *e, int http, int code, const char *fmt, ...)
 
 int sbx_rpc_internal(sbx_rpc_err *e, const char *fmt, ...)
 {
-    char detail[1024];
+    char detail[sizeof(e->detail)];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(detail, sizeof(detail), fmt, ap);
     va_end(ap);
     sbx_log(SBX_LOG_ERROR, "internal error: %s", detail);
-    return sbx_rpc_fail(e, 500, 5002, "Internal server error");
+    sbx_rpc_fail(e, 500, 5002, "Internal server error");
+    memcpy(e->detail, detail, sizeof(detail));
+    return -1;
 }
 
 void sbx_resp_json(sbx_http_resp *resp, int status, json_t *j)
@@ -69,6 +72,163 @@ static bool is_json_type(const char *ct)
            (ct[16] == '\0' || ct[16] == ';' || ct[16] == ' ');
 }
 
+/* ---- streamed calls ("stream": true) --------------------------------------
+ * The method runs on its own thread. Until it calls sbx_rpc_stream_begin
+ * (after validating and finding its sandbox) nothing is sent, so early
+ * failures keep their status codes; after that, the request thread answers
+ * with an NDJSON body fed by sbx_rpc_stream_output, ended by the ordinary
+ * response envelope (or a -32603 error line). */
+enum { JOB_PENDING, JOB_STREAMING, JOB_DONE };
+struct stream_job {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int state, refs;
+    sbx_server *srv;
+    const sbx_rpc_method *m;
+    json_t *params, *id, *result;
+    sbx_rpc_err e;
+    int rc;
+    sbx_http_stream *stream;
+};
+
+static _Thread_local struct stream_job *cur_job;
+
+static void job_unref(struct stream_job *j)
+{
+    pthread_mutex_lock(&j->lock);
+    int last = --j->refs == 0;
+    pthread_mutex_unlock(&j->lock);
+    if (last) {
+        json_decref(j->params);
+        json_decref(j->id);
+        json_decref(j->result);
+        pthread_mutex_destroy(&j->lock);
+        pthread_cond_destroy(&j->cond);
+        free(j);
+    }
+}
+
+bool sbx_rpc_stream_begin(void)
+{
+    struct stream_job *j = cur_job;
+    if (!j || j->stream)
+        return j != NULL;
+    sbx_http_stream *s = sbx_http_stream_open();
+    if (!s)
+        return false;
+    pthread_mutex_lock(&j->lock);
+    j->stream = s;
+    j->state = JOB_STREAMING;
+    pthread_cond_broadcast(&j->cond);
+    pthread_mutex_unlock(&j->lock);
+    return true;
+}
+
+static void stream_line(struct stream_job *j, json_t *msg)
+{
+    char *line = json_dumps(msg, JSON_COMPACT | JSON_REAL_PRECISION(12));
+    json_decref(msg);
+    if (!line)
+        return;
+    size_t n = strlen(line);
+    line[n] = '\n'; /* replaces the NUL; written with its length */
+    sbx_http_stream_write(j->stream, line, n + 1);
+    free(line);
+}
+
+void sbx_rpc_stream_output(const char *stream, const char *text, size_t len)
+{
+    struct stream_job *j = cur_job;
+    if (!j || !j->stream)
+        return;
+    json_t *params = json_pack("{s:O?, s:s, s:s%}", "id", j->id, "stream", stream, "text", text, len);
+    stream_line(j, json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method", "sandbox.output", "params", params));
+}
+
+static void *stream_main(void *arg)
+{
+    struct stream_job *j = arg;
+    cur_job = j;
+    json_t *result = NULL;
+    sbx_rpc_err e = {0};
+    int rc = j->m->fn(j->srv, j->params, &result, &e);
+    cur_job = NULL;
+    pthread_mutex_lock(&j->lock);
+    bool streaming = j->state == JOB_STREAMING;
+    if (!streaming) {
+        j->rc = rc;
+        j->result = result;
+        j->e = e;
+        j->state = JOB_DONE;
+        pthread_cond_broadcast(&j->cond);
+    }
+    pthread_mutex_unlock(&j->lock);
+    if (streaming) {
+        json_t *last;
+        if (rc == 0) {
+            last = json_pack("{s:s, s:o}", "jsonrpc", "2.0", "result", result ? result : json_null());
+        } else {
+            last = json_pack("{s:s, s:{s:i, s:s}}", "jsonrpc", "2.0", "error", "code", -32603, "message",
+                             e.detail[0] ? e.detail : e.msg);
+        }
+        if (j->id)
+            json_object_set(last, "id", j->id);
+        stream_line(j, last);
+        sbx_http_stream_close(j->stream);
+    }
+    job_unref(j);
+    return NULL;
+}
+
+/* Runs m with streaming; 1 if the response is a stream, 0 if it finished
+ * before streaming (then *result / *e as for a plain call, and rc). */
+static int run_streamed(sbx_server *srv, const sbx_rpc_method *m, json_t *params, json_t *id, json_t **result,
+                        sbx_rpc_err *e, int *rc, sbx_http_resp *resp)
+{
+    struct stream_job *j = calloc(1, sizeof(*j));
+    if (!j) {
+        *rc = sbx_rpc_internal(e, "out of memory");
+        return 0;
+    }
+    pthread_mutex_init(&j->lock, NULL);
+    pthread_cond_init(&j->cond, NULL);
+    j->srv = srv;
+    j->m = m;
+    j->params = json_incref(params);
+    j->id = id ? json_incref(id) : NULL;
+    j->refs = 2;
+    pthread_t t;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &a, stream_main, j) != 0) {
+        pthread_attr_destroy(&a);
+        j->refs = 1;
+        job_unref(j);
+        *rc = sbx_rpc_internal(e, "cannot start a thread");
+        return 0;
+    }
+    pthread_attr_destroy(&a);
+    pthread_mutex_lock(&j->lock);
+    while (j->state == JOB_PENDING)
+        pthread_cond_wait(&j->cond, &j->lock);
+    int streaming = j->state == JOB_STREAMING;
+    if (!streaming) {
+        *rc = j->rc;
+        *result = j->result;
+        j->result = NULL;
+        *e = j->e;
+    }
+    pthread_mutex_unlock(&j->lock);
+    if (streaming) {
+        resp->status = 200;
+        resp->content_type = "application/x-ndjson";
+        resp->stream_obj = j->stream;
+    }
+    job_unref(j);
+    return streaming;
+}
+
 void sbx_rpc_handle(sbx_server *srv, const sbx_http_req *req, const char *fixed_method, const char *ns_claim,
                     sbx_http_resp *resp)
 {
@@ -98,7 +258,7 @@ void sbx_rpc_handle(sbx_server *srv, const sbx_http_req *req, const char *fixed_
             return;
         }
         if (!json_is_string(jv) || strcmp(json_string_value(jv), "2.0") != 0) {
-            e = (sbx_rpc_err){400, -32600, true, "Invalid or missing jsonrpc version field"};
+            e = (sbx_rpc_err){.http = 400, .code = -32600, .jsonrpc = true, .msg = "Invalid or missing jsonrpc version field"};
             goto fail;
         }
         method = json_string_value(jm);
@@ -107,7 +267,7 @@ void sbx_rpc_handle(sbx_server *srv, const sbx_http_req *req, const char *fixed_
     }
     const sbx_rpc_method *m = sbx_msb_find(method);
     if (!m) {
-        e = (sbx_rpc_err){404, -32601, true, ""};
+        e = (sbx_rpc_err){.http = 404, .code = -32601, .jsonrpc = true};
         snprintf(e.msg, sizeof(e.msg), "Method not found: %s", method);
         goto fail;
     }
@@ -128,8 +288,18 @@ void sbx_rpc_handle(sbx_server *srv, const sbx_http_req *req, const char *fixed_
         }
     }
     json_t *result = NULL;
-    if (m->fn(srv, json_is_object(params) ? params : NULL, &result, &e) < 0)
+    json_t *jstream = json_object_get(params, "stream");
+    if (m->streams && json_is_true(jstream)) {
+        int rc = 0;
+        if (run_streamed(srv, m, params, id, &result, &e, &rc, resp)) {
+            json_decref(body);
+            return;
+        }
+        if (rc < 0)
+            goto fail;
+    } else if (m->fn(srv, json_is_object(params) ? params : NULL, &result, &e) < 0) {
         goto fail;
+    }
     json_t *ok = json_pack("{s:s, s:o}", "jsonrpc", "2.0", "result", result ? result : json_null());
     if (id)
         json_object_set(ok, "id", id);

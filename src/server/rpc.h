@@ -13,6 +13,7 @@ typedef struct sbx_rpc_err {
     int code;
     bool jsonrpc; /* as a JSON-RPC error object (else plain body) */
     char msg[1024];
+    char detail[512]; /* sbx_rpc_internal's detail: logged, and the message of a stream's error line */
 } sbx_rpc_err;
 
 /* Fills e and returns -1. */
@@ -25,7 +26,15 @@ typedef int (*sbx_rpc_fn)(sbx_server *srv, json_t *params, json_t **result, sbx_
 typedef struct sbx_rpc_method {
     const char *name;
     sbx_rpc_fn fn;
+    bool streams; /* honours "stream": true (see sbx_rpc_stream_begin) */
 } sbx_rpc_method;
+
+/* For streaming methods, on the calling thread: begin says the call is
+ * valid and the reply may now be a stream (false when the caller did not
+ * ask for one); output sends one line as a sandbox.output notification
+ * (no-op when not streaming). */
+bool sbx_rpc_stream_begin(void);
+void sbx_rpc_stream_output(const char *stream, const char *text, size_t len);
 
 /* POST /api/v1/rpc (method from the body) or an alias route (method fixed). */
 void sbx_rpc_handle(sbx_server *srv, const sbx_http_req *req, const char *fixed_method, const char *ns_claim,

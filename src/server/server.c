@@ -1,7 +1,11 @@
 #include "server.h"
+#include "../proto/mcp.h"
 #include "log.h"
+#include "repl.h"
 #include "rpc.h"
 #include "util.h"
+
+#include <openssl/rand.h>
 
 #include <errno.h>
 #include <signal.h>
@@ -111,10 +115,14 @@ int sbx_server_layer_dir(const sbx_server *srv, const char *ns, const char *name
     return sbx_pathf(buf, len, "%s/layers/%s/%s", srv->state_dir, ns, name);
 }
 
-/* Engine ids are short; namespace and name may be 63 chars each. */
-static void engine_id(const char *ns, const char *name, char out[32])
+/* Engine ids are short; namespace and name may be 63 chars each. The
+ * state dir is part of the hash: two servers on one host never collide. */
+static void engine_id(const char *state_dir, const char *ns, const char *name, char out[32])
 {
     uint64_t h = 1469598103934665603ull;
+    for (const char *p = state_dir; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    h = (h ^ '/') * 1099511628211ull;
     for (const char *p = ns; *p; p++)
         h = (h ^ (unsigned char)*p) * 1099511628211ull;
     h = (h ^ '/') * 1099511628211ull;
@@ -145,6 +153,69 @@ static const char *map_image(const char *image)
 }
 
 /* ---- live sandboxes ---------------------------------------------------- */
+
+static void free_live(sbx_live *l)
+{
+    for (int i = 0; i < 3; i++)
+        pthread_mutex_destroy(&l->repl_lock[i]);
+    pthread_mutex_destroy(&l->ext_lock);
+    sbx_conf_free(&l->conf);
+    free(l);
+}
+
+int sbx_server_repl_run(sbx_live *l, int lang, const char *code, int mode, uint64_t timeout_ms,
+                        void (*cb)(void *ud, int stream, const char *data, size_t len), void *ud,
+                        sbx_repl_result *res, bool *fresh, sbx_err *err)
+{
+    *fresh = false;
+    memset(res, 0, sizeof(*res));
+    if (lang != SBX_REPL_PYTHON && lang != SBX_REPL_NODE)
+        return sbx_fail(err, SBX_E_INVALID, "unsupported language (allowed: python, node, nodejs, javascript)");
+    pthread_mutex_lock(&l->repl_lock[lang]);
+    int rc = 0;
+    if (!l->repl[lang]) {
+        sbx_repl_opts o = {.user = "root", .workdir = l->conf.workdir[0] ? l->conf.workdir : "/", .env = l->conf.envs};
+        rc = sbx_repl_open(l->sb, lang, &o, &l->repl[lang], err);
+        *fresh = rc == 0;
+    }
+    if (rc == 0)
+        rc = sbx_repl_run(l->repl[lang], code, mode, timeout_ms, cb, ud, res, err);
+    pthread_mutex_unlock(&l->repl_lock[lang]);
+    return rc;
+}
+
+void *sbx_live_ext_get(sbx_live *l, const char *key)
+{
+    void *d = NULL;
+    pthread_mutex_lock(&l->ext_lock);
+    for (sbx_live_ext *x = l->ext; x; x = x->next)
+        if (strcmp(x->key, key) == 0)
+            d = x->data;
+    pthread_mutex_unlock(&l->ext_lock);
+    return d;
+}
+
+int sbx_live_ext_set(sbx_live *l, const char *key, void *data, void (*free_fn)(void *data))
+{
+    pthread_mutex_lock(&l->ext_lock);
+    sbx_live_ext *x = l->ext;
+    while (x && strcmp(x->key, key) != 0)
+        x = x->next;
+    if (x) {
+        if (x->free_fn && x->data != data)
+            x->free_fn(x->data);
+    } else if ((x = calloc(1, sizeof(*x)))) {
+        snprintf(x->key, sizeof(x->key), "%s", key);
+        x->next = l->ext;
+        l->ext = x;
+    }
+    if (x) {
+        x->data = data;
+        x->free_fn = free_fn;
+    }
+    pthread_mutex_unlock(&l->ext_lock);
+    return x ? 0 : -1;
+}
 
 static sbx_live *find_live(sbx_server *srv, const char *ns, const char *name)
 {
@@ -194,6 +265,9 @@ int sbx_server_start_sandbox(sbx_server *srv, const char *ns, const char *name, 
     }
     snprintf(l->ns, sizeof(l->ns), "%s", ns);
     snprintf(l->name, sizeof(l->name), "%s", name);
+    for (int i = 0; i < 3; i++)
+        pthread_mutex_init(&l->repl_lock[i], NULL);
+    pthread_mutex_init(&l->ext_lock, NULL);
     for (size_t i = 0; i < conf->n_volumes; i++) {
         const char *v = conf->volumes[i];
         /* Relative host paths are relative to the namespace's project dir. */
@@ -208,7 +282,7 @@ int sbx_server_start_sandbox(sbx_server *srv, const char *ns, const char *name, 
         }
     }
     sbx_server_layer_dir(srv, ns, name, layer, sizeof(layer));
-    engine_id(ns, name, id);
+    engine_id(srv->state_dir, ns, name, id);
     snprintf(host, sizeof(host), "%s", name);
     for (char *p = host; *p; p++)
         if (*p == '_')
@@ -241,10 +315,8 @@ out:
         free(volbufs[i]);
     free(volbufs);
     free(vols);
-    if (l) {
-        sbx_conf_free(&l->conf);
-        free(l);
-    }
+    if (l)
+        free_live(l);
     pthread_mutex_unlock(&srv->start_lock);
     return rc;
 }
@@ -257,11 +329,23 @@ static void stop_live(sbx_server *srv, sbx_live *l)
     while (l->refs > 0)
         pthread_cond_wait(&srv->cond, &srv->lock);
     pthread_mutex_unlock(&srv->lock);
+    /* Module state (processes, interpreters) refers to the sandbox: it
+     * goes first. */
+    for (int i = 0; i < 3; i++) {
+        sbx_repl_close(l->repl[i]);
+        l->repl[i] = NULL;
+    }
+    for (sbx_live_ext *x = l->ext, *nx; x; x = nx) {
+        nx = x->next;
+        if (x->free_fn)
+            x->free_fn(x->data);
+        free(x);
+    }
+    l->ext = NULL;
     sbx_sandbox_destroy(l->sb);
     sbx_reg_set_status(srv->reg, l->ns, l->name, "stopped", 0, NULL);
     sbx_log(SBX_LOG_INFO, "sandbox %s/%s stopped", l->ns, l->name);
-    sbx_conf_free(&l->conf);
-    free(l);
+    free_live(l);
 }
 
 int sbx_server_stop_sandbox(sbx_server *srv, const char *ns, const char *name)
@@ -292,6 +376,84 @@ static void auth_fail(sbx_http_resp *resp, int code)
                                        "code", code));
 }
 
+/* ---- MCP over HTTP (POST /mcp, JSON replies, no SSE) --------------------- */
+
+/* MCP tools run the msb methods in process, as POST /api/v1/rpc would. */
+static int mcp_call(void *ud, const char *method, json_t *params, json_t **result, char *errmsg, size_t errlen)
+{
+    const sbx_rpc_method *m = sbx_msb_find(method);
+    if (!m) {
+        snprintf(errmsg, errlen, "Method not found: %s", method);
+        return -1;
+    }
+    sbx_rpc_err e = {0};
+    *result = NULL;
+    if (m->fn(ud, json_is_object(params) ? params : NULL, result, &e) < 0) {
+        snprintf(errmsg, errlen, "%s", e.msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* A key bound to a namespace: every tools/call must name it in
+ * params.arguments.namespace (§3). 0, or -1 with the response set. */
+static int mcp_check_ns(json_t *body, const char *ns_claim, sbx_http_resp *resp)
+{
+    size_t n = json_is_array(body) ? json_array_size(body) : 1;
+    for (size_t i = 0; i < n; i++) {
+        json_t *m = json_is_array(body) ? json_array_get(body, i) : body;
+        const char *method = json_string_value(json_object_get(m, "method"));
+        if (!method || strcmp(method, "tools/call") != 0)
+            continue;
+        const char *ns = json_string_value(json_object_get(json_object_get(json_object_get(m, "params"), "arguments"),
+                                                           "namespace"));
+        if (!ns) {
+            sbx_resp_json(resp, 400, json_pack("{s:s, s:i}", "error",
+                                               "Missing or invalid 'namespace' in params for method 'tools/call'",
+                                               "code", 2001));
+            return -1;
+        }
+        if (strcmp(ns, ns_claim) != 0) {
+            sbx_resp_json(resp, 403, json_pack("{s:s, s:i}", "error", "Access denied", "code", 3001));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void mcp_post(sbx_server *srv, const sbx_http_req *req, const char *ns_claim, sbx_http_resp *resp)
+{
+    json_error_t jerr;
+    json_t *body = json_loadb(req->body, req->body_len, 0, &jerr);
+    if (!body) { /* every MCP reply is HTTP 200, parse errors included */
+        char msg[300];
+        snprintf(msg, sizeof(msg), "Parse error: %s at line %d column %d", jerr.text, jerr.line, jerr.column);
+        sbx_resp_json(resp, 200, sbx_mcp_error(NULL, -32700, msg));
+        return;
+    }
+    if (ns_claim && strcmp(ns_claim, "*") != 0 && mcp_check_ns(body, ns_claim, resp) < 0) {
+        json_decref(body);
+        return;
+    }
+    sbx_mcp_ctx ctx = {.call = mcp_call, .ud = srv, .protocol_version = sbx_http_header(req, "MCP-Protocol-Version")};
+    json_t *reply = sbx_mcp_handle(&ctx, body);
+    /* Sessions are nominal: sbx keeps no per-session state, so any id (or
+     * none) is accepted later; clients still expect one from initialize. */
+    unsigned char rnd[16];
+    if (reply && sbx_mcp_has_initialize(body) && RAND_bytes(rnd, sizeof(rnd)) == 1) {
+        char sid[2 * sizeof(rnd) + 1];
+        for (size_t i = 0; i < sizeof(rnd); i++)
+            snprintf(sid + 2 * i, 3, "%02x", rnd[i]);
+        sbx_http_add_header(resp, "Mcp-Session-Id", sid);
+        sbx_http_add_header(resp, "Access-Control-Expose-Headers", "Mcp-Session-Id"); /* browser clients */
+    }
+    json_decref(body);
+    if (reply)
+        sbx_resp_json(resp, 200, reply);
+    else
+        resp->status = 200; /* notifications only: an empty body (§7) */
+}
+
 static void route(void *ud, const sbx_http_req *req, sbx_http_resp *resp)
 {
     sbx_server *srv = ud;
@@ -306,8 +468,9 @@ static void route(void *ud, const sbx_http_req *req, sbx_http_resp *resp)
         if (strcmp(req->path, aliases[i].path) == 0)
             alias = aliases[i].method;
     bool health = strcmp(req->path, "/api/v1/health") == 0;
+    bool mcp = strcmp(req->path, "/mcp") == 0;
 
-    if (strcmp(req->method, "OPTIONS") == 0 && (rpc || alias || health)) {
+    if (strcmp(req->method, "OPTIONS") == 0 && (rpc || alias || health || mcp)) {
         resp->status = 204; /* CORS preflight, no auth */
         return;
     }
@@ -319,12 +482,17 @@ static void route(void *ud, const sbx_http_req *req, sbx_http_resp *resp)
         sbx_resp_json(resp, 200, json_pack("{s:s}", "message", "Service is healthy"));
         return;
     }
-    if (!rpc && !alias) {
+    if (!rpc && !alias && !mcp) {
         resp->status = 404;
         return;
     }
-    if (strcmp(req->method, "POST") != 0) {
+    /* DELETE /mcp ends an MCP session; GET /mcp would open an SSE stream,
+     * which sbx does not offer (405 tells MCP clients so). */
+    bool mcp_delete = mcp && strcmp(req->method, "DELETE") == 0;
+    if (strcmp(req->method, "POST") != 0 && !mcp_delete) {
         resp->status = 405;
+        if (mcp)
+            sbx_http_add_header(resp, "Allow", "POST, DELETE, OPTIONS");
         return;
     }
     char *ns_claim = NULL;
@@ -339,7 +507,12 @@ static void route(void *ud, const sbx_http_req *req, sbx_http_resp *resp)
             return;
         }
     }
-    sbx_rpc_handle(srv, req, alias, ns_claim, resp);
+    if (mcp_delete)
+        resp->status = 200;
+    else if (mcp)
+        mcp_post(srv, req, ns_claim, resp);
+    else
+        sbx_rpc_handle(srv, req, alias, ns_claim, resp);
     free(ns_claim);
 }
 

@@ -11,6 +11,8 @@
 #include "auth.h"
 #include "http.h"
 #include "registry.h"
+#include "repl.h"
+#include "sbx/client.h"
 #include "sbx/engine.h"
 
 typedef struct sbx_server_config {
@@ -18,6 +20,7 @@ typedef struct sbx_server_config {
     uint16_t port;         /* default 5555; 0: any free port */
     bool dev;              /* no auth */
     const char *state_dir; /* default ~/.sbx */
+    sbx_client_config msb; /* MSB_* settings (sessions): loaded and checked by main.c */
 } sbx_server_config;
 
 /* What a sandbox is started with (from sandbox.start's config). */
@@ -32,6 +35,15 @@ typedef struct sbx_sandbox_conf {
     char workdir[PATH_MAX];
 } sbx_sandbox_conf;
 
+/* State a protocol module keeps per live sandbox (its processes, its
+ * REPLs...), freed when the sandbox stops, before it is destroyed. */
+typedef struct sbx_live_ext {
+    char key[32];
+    void *data;
+    void (*free_fn)(void *data);
+    struct sbx_live_ext *next;
+} sbx_live_ext;
+
 /* A running sandbox. Protocol code holds a reference while using it. */
 typedef struct sbx_live {
     char ns[64], name[64];
@@ -40,8 +52,27 @@ typedef struct sbx_live {
     int refs;
     bool stopping;
     uint64_t cpu_mark_usec, wall_mark_usec; /* for cpu % between metrics calls */
+    /* One persistent interpreter per language (repl.h), each used by one
+     * call at a time. */
+    pthread_mutex_t repl_lock[3];
+    sbx_repl *repl[3];
+    pthread_mutex_t ext_lock;
+    sbx_live_ext *ext;
     struct sbx_live *next;
 } sbx_live;
+
+/* Runs code in the sandbox's persistent interpreter for lang (started on
+ * first use, as root in the sandbox's workdir with its envs), one call at a
+ * time per interpreter. *fresh: the interpreter was started by this call.
+ * 0, or -1 with err when it cannot start or be reached. */
+int sbx_server_repl_run(sbx_live *l, int lang, const char *code, int mode, uint64_t timeout_ms,
+                        void (*cb)(void *ud, int stream, const char *data, size_t len), void *ud,
+                        sbx_repl_result *res, bool *fresh, sbx_err *err);
+
+/* Per-sandbox module state: get returns NULL when unset; set replaces
+ * (freeing the old) and returns 0, or -1 when out of memory. */
+void *sbx_live_ext_get(sbx_live *l, const char *key);
+int sbx_live_ext_set(sbx_live *l, const char *key, void *data, void (*free_fn)(void *data));
 
 typedef struct sbx_server {
     sbx_server_config cfg;

@@ -160,6 +160,123 @@ try:
         slow.result()
     check("a slow command does not delay a parallel one (%.2fs)" % quick, code == 200 and quick < 2.0 and body["result"]["output"][0]["text"] == "2", body)
 
+    # ---- sandbox.repl.run ----
+    def repl(lang, code_, timeout=None, sandbox="py"):
+        p = {"sandbox": sandbox, "language": lang, "code": code_}
+        if timeout is not None:
+            p["timeout"] = timeout
+        return rpc(dev, "sandbox.repl.run", p)
+
+    code, body = repl("python", "x = 21")
+    check("repl.run python: the result shape", code == 200 and body["result"] == {"status": "success", "language": "python", "output": []}, body)
+    code, body = repl("python", "x * 2")
+    check("repl.run python: state kept across calls, expressions echo", code == 200 and body["result"]["output"] == [{"stream": "stdout", "text": "42"}], body)
+    t0 = time.time()
+    code, body = repl("python", "print((1", timeout=30)
+    out = body["result"]["output"] if code == 200 else []
+    check("repl.run: an unclosed bracket is a syntax error at once, not a hang", code == 200 and time.time() - t0 < 10 and
+          all(o["stream"] == "stderr" for o in out) and out and out[-1]["text"].startswith("SyntaxError"), body)
+    code, body = repl("python", "print('abc', end='')")
+    check("repl.run: output without a trailing newline is returned", code == 200 and body["result"]["output"] == [{"stream": "stdout", "text": "abc"}], body)
+    code, body = repl("python", "1/0")
+    out = body["result"]["output"] if code == 200 else []
+    check("repl.run: an exception is stderr lines with the traceback", code == 200 and body["result"]["status"] == "success" and
+          out[0] == {"stream": "stderr", "text": "Traceback (most recent call last):"} and
+          out[-1] == {"stream": "stderr", "text": "ZeroDivisionError: division by zero"}, body)
+    code, body = repl("python", "import sys\nprint('a')\nprint('b', file=sys.stderr)\nprint('c')")
+    check("repl.run: stdout and stderr keep their order", code == 200 and body["result"]["output"] == [
+        {"stream": "stdout", "text": "a"}, {"stream": "stderr", "text": "b"}, {"stream": "stdout", "text": "c"}], body)
+    code, body = repl("node", "let a = 5; var b = 2")
+    code, body = repl("javascript", "a * b + 1")
+    check("repl.run node: state kept, node/javascript share the interpreter", code == 200 and body["result"]["output"] == [{"stream": "stdout", "text": "11"}]
+          and body["result"]["language"] == "javascript", body)
+    code, body = repl("nodejs", "console.log('x'); function (")
+    check("repl.run node: syntax error at once as stderr", code == 200 and any("SyntaxError" in o["text"] for o in body["result"]["output"]), body)
+    t0 = time.time()
+    code, body = repl("python", "while True:\n    pass", timeout=1)
+    check("repl.run timeout: 500 / 5002 after the timeout", code == 500 and body == {"error": "Internal server error", "code": 5002}
+          and time.time() - t0 < 10, body)
+    code, body = repl("python", "x")
+    check("repl.run after an interrupt: state kept", code == 200 and body["result"]["output"] == [{"stream": "stdout", "text": "21"}], body)
+    code, body = repl("python", "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    time.sleep(0.01)", timeout=1)
+    check("repl.run timeout of code that ignores the interrupt: 500", code == 500, body)
+    code, body = repl("python", "print(1+1)")
+    check("repl.run after a forced restart works again", code == 200 and body["result"]["output"] == [{"stream": "stdout", "text": "2"}], body)
+    code, body = repl("python", "import os\nos._exit(1)")
+    check("repl.run: an interpreter that exits gives a clear notice", code == 200 and any("interpreter exited" in o["text"] and o["stream"] == "stderr"
+          for o in body["result"]["output"]), body)
+    code, body = repl("ruby", "1")
+    check("repl.run of an unsupported language: 500 / 5002", code == 500 and body["code"] == 5002, body)
+    code, body = rpc(dev, "sandbox.repl.run", {"language": "python", "code": "1"})
+    check("repl.run without sandbox: 400 with the portal message", code == 400 and body["error"] == "Missing required 'sandbox' parameter for portal request", body)
+    code, body = repl("python", "1", sandbox="nothere")
+    check("repl.run in a sandbox that is not running: 500", code == 500, body)
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        slow = ex.submit(repl, "python", "import time\ntime.sleep(3)")
+        time.sleep(0.3)
+        t0 = time.time()
+        code, body = repl("node", "1+1")
+        quick = time.time() - t0
+        slow.result()
+    check("a slow python call does not delay a parallel node 1+1 (%.2fs)" % quick, code == 200 and quick < 2.0 and
+          body["result"]["output"] == [{"stream": "stdout", "text": "2"}], body)
+
+    # ---- sandbox.fs.write / sandbox.fs.read ----
+    enc = lambda b: base64.b64encode(b).decode()
+    code, body = rpc(dev, "sandbox.fs.write", {"sandbox": "py", "path": "/sandbox/in/a.csv", "content": enc(b"x,y\n1,2\n")})
+    check("fs.write: path and size, parents made", code == 200 and body["result"] == {"path": "/sandbox/in/a.csv", "size": 8}, body)
+    code, body = rpc(dev, "sandbox.command.run", {"sandbox": "py", "command": "sh", "args": ["-c", "cat /sandbox/in/a.csv; stat -c %a /sandbox/in/a.csv"]})
+    check("the sandbox sees the written file with mode 644", code == 200 and [o["text"] for o in body["result"]["output"]] == ["x,y", "1,2", "644"], body)
+    code, body = rpc(dev, "sandbox.fs.read", {"sandbox": "py", "path": "/sandbox/in/a.csv"})
+    check("fs.read returns the content", code == 200 and body["result"] == {"path": "/sandbox/in/a.csv", "content": enc(b"x,y\n1,2\n"), "size": 8, "truncated": False}, body)
+    code, body = rpc(dev, "sandbox.fs.read", {"sandbox": "py", "path": "/sandbox/in/a.csv", "max_bytes": 3})
+    check("fs.read with max_bytes: truncated", code == 200 and body["result"]["content"] == enc(b"x,y") and body["result"]["truncated"] is True and body["result"]["size"] == 8, body)
+    blob = os.urandom(300000)
+    code, body = rpc(dev, "sandbox.fs.write", {"sandbox": "py", "path": "/tmp/bin", "content": enc(blob), "mode": 0o755})
+    code2, body2 = rpc(dev, "sandbox.fs.read", {"sandbox": "py", "path": "/tmp/bin"})
+    check("binary content round-trips", code == 200 and code2 == 200 and base64.b64decode(body2["result"]["content"]) == blob, body2 if code2 != 200 else "")
+    code, body = rpc(dev, "sandbox.fs.write", {"sandbox": "py", "path": "rel/a", "content": ""})
+    check("fs.write of a relative path: 400 / 2001", code == 400 and body["code"] == 2001 and "absolute" in body["error"], body)
+    code, body = rpc(dev, "sandbox.fs.write", {"sandbox": "py", "path": "/a", "content": "not base64!"})
+    check("fs.write of bad base64: 400 / 2001", code == 400 and body["code"] == 2001 and "base64" in body["error"], body)
+    code, body = rpc(dev, "sandbox.fs.read", {"sandbox": "py", "path": "/nope/x"})
+    check("fs.read of a missing file: 404 / 4001", code == 404 and body == {"error": "File not found: /nope/x", "code": 4001}, body)
+    code, body = rpc(dev, "sandbox.fs.read", {"sandbox": "py", "path": "/../../../etc/shadow"})
+    check("fs paths are confined to the sandbox (no host /etc/shadow)", code == 404, body)
+    code, body = rpc(dev, "sandbox.fs.write", {"sandbox": "nothere", "path": "/a", "content": ""})
+    check("fs.write in a sandbox that is not running: 400 / 2001", code == 400 and body == {"error": "Sandbox 'nothere' is not running", "code": 2001}, body)
+
+    # ---- streaming ----
+    def stream_call(method, params):
+        req = urllib.request.Request(dev.url + "/api/v1/rpc", data=json.dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": 9}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        lines, times = [], []
+        try:
+            with opener.open(req, timeout=60) as r:
+                ctype = r.headers.get("Content-Type")
+                for raw in r:
+                    lines.append(json.loads(raw))
+                    times.append(time.time())
+                return r.status, ctype, lines, times
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers.get("Content-Type"), [json.loads(e.read())], []
+
+    st, ctype, lines, times = stream_call("sandbox.command.run", {"sandbox": "py", "command": "sh", "args": ["-c", "echo first; sleep 1; echo second >&2"], "stream": True})
+    check("stream: NDJSON with one notification per line, then the response", st == 200 and ctype == "application/x-ndjson" and len(lines) == 3 and
+          lines[0] == {"jsonrpc": "2.0", "method": "sandbox.output", "params": {"id": 9, "stream": "stdout", "text": "first"}} and
+          lines[1]["params"]["stream"] == "stderr" and lines[2]["id"] == 9 and lines[2]["result"]["output"] == [
+              {"stream": "stdout", "text": "first"}, {"stream": "stderr", "text": "second"}], lines)
+    check("stream: output arrives while the command runs", len(times) == 3 and times[1] - times[0] > 0.5, times)
+    st, ctype, lines, _ = stream_call("sandbox.repl.run", {"sandbox": "py", "language": "python", "code": "print(1)\nprint(2)", "stream": True})
+    check("stream: repl.run streams too", st == 200 and [l.get("params", {}).get("text") for l in lines[:2]] == ["1", "2"] and
+          lines[-1]["result"]["output"] == [{"stream": "stdout", "text": "1"}, {"stream": "stdout", "text": "2"}], lines)
+    st, ctype, lines, _ = stream_call("sandbox.command.run", {"command": "true", "stream": True})
+    check("stream: a bad request still gets its plain error", st == 400 and lines[0]["error"] == "Missing required 'sandbox' parameter for portal request", lines)
+    st, ctype, lines, _ = stream_call("sandbox.command.run", {"sandbox": "py", "command": "sh", "args": ["-c", "echo before; sleep 30"], "timeout": 1, "stream": True})
+    check("stream: a failure after streaming began ends with a -32603 error line", st == 200 and lines[0]["params"]["text"] == "before" and
+          lines[-1]["error"]["code"] == -32603 and lines[-1]["id"] == 9, lines)
+
     code, body = rpc(dev, "sandbox.metrics.get", {"namespace": "*", "sandbox": None})
     ent = body["result"]["sandboxes"]
     py = [e for e in ent if e["name"] == "py"]
