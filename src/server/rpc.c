@@ -58,8 +58,17 @@ static void reply_error(sbx_http_resp *resp, const sbx_rpc_err *e, json_t *id)
             json_object_set(j, "id", id);
         sbx_resp_json(resp, e->http, j);
     } else {
-        sbx_resp_json(resp, e->http, json_pack("{s:s, s:i}", "error", e->msg, "code", e->code));
+        json_t *j = json_pack("{s:s, s:i}", "error", e->msg, "code", e->code);
+        if (e->kind[0])
+            json_object_set_new(j, "error_code", json_string(e->kind));
+        sbx_resp_json(resp, e->http, j);
     }
+}
+
+const sbx_rpc_method *sbx_rpc_find(const char *name)
+{
+    const sbx_rpc_method *m = sbx_msb_find(name);
+    return m ? m : sbx_sessions_find(name);
 }
 
 static bool is_json_type(const char *ct)
@@ -265,7 +274,7 @@ void sbx_rpc_handle(sbx_server *srv, const sbx_http_req *req, const char *fixed_
     } else if (json_is_object(body) && !params && !json_object_get(body, "method")) {
         params = body; /* alias routes may post the params object itself */
     }
-    const sbx_rpc_method *m = sbx_msb_find(method);
+    const sbx_rpc_method *m = sbx_rpc_find(method);
     if (!m) {
         e = (sbx_rpc_err){.http = 404, .code = -32601, .jsonrpc = true};
         snprintf(e.msg, sizeof(e.msg), "Method not found: %s", method);

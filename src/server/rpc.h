@@ -14,6 +14,7 @@ typedef struct sbx_rpc_err {
     bool jsonrpc; /* as a JSON-RPC error object (else plain body) */
     char msg[1024];
     char detail[512]; /* sbx_rpc_internal's detail: logged, and the message of a stream's error line */
+    char kind[40];    /* optional "error_code" of the plain body, e.g. RESOURCE_LIMIT_ERROR */
 } sbx_rpc_err;
 
 /* Fills e and returns -1. */
@@ -44,7 +45,10 @@ void sbx_rpc_handle(sbx_server *srv, const sbx_http_req *req, const char *fixed_
 void sbx_resp_json(sbx_http_resp *resp, int status, json_t *j);
 void sbx_resp_text(sbx_http_resp *resp, int status, const char *text);
 
-/* Methods of src/proto/msb.c. */
+/* Methods of src/proto/msb.c and src/proto/sessions_rpc.c; sbx_rpc_find
+ * looks in both. */
 const sbx_rpc_method *sbx_msb_find(const char *name);
+const sbx_rpc_method *sbx_sessions_find(const char *name);
+const sbx_rpc_method *sbx_rpc_find(const char *name);
 
 #endif

@@ -3,6 +3,7 @@
 #include "log.h"
 #include "repl.h"
 #include "rpc.h"
+#include "sessions.h"
 #include "util.h"
 
 #include <openssl/rand.h>
@@ -381,7 +382,7 @@ static void auth_fail(sbx_http_resp *resp, int code)
 /* MCP tools run the msb methods in process, as POST /api/v1/rpc would. */
 static int mcp_call(void *ud, const char *method, json_t *params, json_t **result, char *errmsg, size_t errlen)
 {
-    const sbx_rpc_method *m = sbx_msb_find(method);
+    const sbx_rpc_method *m = sbx_rpc_find(method);
     if (!m) {
         snprintf(errmsg, errlen, "Method not found: %s", method);
         return -1;
@@ -559,6 +560,19 @@ int sbx_server_open(const sbx_server_config *cfg, sbx_server **out, sbx_err *err
         sbx_fail_errno(err, r, "start spawner thread");
         goto fail;
     }
+    /* The session layer, with the MSB_* settings main.c loaded (a server
+     * made in code without them gets the documented defaults). */
+    sbx_client_config defaults;
+    const sbx_client_config *mc = &srv->cfg.msb;
+    if (mc->session_timeout == 0) {
+        sbx_client_config_defaults(&defaults);
+        mc = &defaults;
+    }
+    if (sbx_sessions_open(srv, mc, &srv->sessions, err) < 0) {
+        srv->sessions = NULL;
+        sbx_server_close(srv);
+        return -1;
+    }
     *out = srv;
     return 0;
 fail:
@@ -578,6 +592,8 @@ void sbx_server_close(sbx_server *srv)
     if (!srv)
         return;
     sbx_http_stop(srv->http); /* waits for requests in flight */
+    sbx_sessions_close(srv->sessions);
+    srv->sessions = NULL;
     pthread_mutex_lock(&srv->start_lock);
     for (;;) {
         pthread_mutex_lock(&srv->lock);

@@ -97,6 +97,8 @@ typedef struct sbx_server {
     pthread_cond_t spawn_cond;
     struct spawn_job *jobs;
     bool spawner_quit;
+
+    struct sbx_sessions *sessions; /* the session layer (sessions.h) */
 } sbx_server;
 
 int sbx_server_open(const sbx_server_config *cfg, sbx_server **out, sbx_err *err);

@@ -221,6 +221,28 @@ try:
     check("a slow python call does not delay a parallel node 1+1 (%.2fs)" % quick, code == 200 and quick < 2.0 and
           body["result"]["output"] == [{"stream": "stdout", "text": "2"}], body)
 
+    # ---- session.* (the session layer over JSON-RPC) ----
+    code, body = rpc(dev, "session.execute_code", {"code": "y = 6\nprint(y * 7)", "template": "python"})
+    sid = body.get("result", {}).get("session_id") if isinstance(body, dict) else None
+    check("session.execute_code: a new session runs the code", code == 200 and body["result"]["stdout"] == "42" and
+          body["result"]["session_created"] is True and body["result"]["success"] is True, body)
+    code, body = rpc(dev, "session.execute_code", {"code": "y", "session_id": sid})
+    check("session.execute_code: reuse by id keeps state", code == 200 and body["result"]["stdout"] == "6" and body["result"]["session_created"] is False, body)
+    code, body = rpc(dev, "session.execute_command", {"command": "sh", "args": ["-c", "echo hi"], "session_id": sid})
+    check("session.execute_command", code == 200 and body["result"]["stdout"] == "hi" and body["result"]["exit_code"] == 0, body)
+    code, body = rpc(dev, "session.list", {"session_id": sid})
+    check("session.list shows it ready", code == 200 and len(body["result"]) == 1 and body["result"][0]["status"] == "ready", body)
+    code, body = rpc(dev, "sandbox.list", {})
+    check("its sandbox is listed with origin session", code == 200 and any(s["origin"] == "session" and s["name"] == "session-" + sid[:8]
+          for s in body["result"]["sandboxes"]), body)
+    code, body = rpc(dev, "session.execute_code", {"code": "1", "template": "ruby"})
+    check("session errors carry error_code", code == 400 and body["error_code"] == "INVALID_PARAMETERS" and "Unsupported template: ruby" in body["error"], body)
+    code, body = rpc(dev, "session.stats", {})
+    check("session.stats", code == 200 and body["result"]["active_sessions"] == 1 and body["result"]["max_sessions"] == 10, body)
+    code, body = rpc(dev, "session.stop", {"session_id": sid})
+    code2, body2 = rpc(dev, "session.stop", {"session_id": sid})
+    check("session.stop: true, then false", code == 200 and body["result"] is True and body2["result"] is False, (body, body2))
+
     # ---- sandbox.fs.write / sandbox.fs.read ----
     enc = lambda b: base64.b64encode(b).decode()
     code, body = rpc(dev, "sandbox.fs.write", {"sandbox": "py", "path": "/sandbox/in/a.csv", "content": enc(b"x,y\n1,2\n")})
