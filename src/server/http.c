@@ -6,11 +6,13 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define STREAM_MAX_QUEUED (4u << 20) /* producer waits beyond this */
 
 struct sbx_http {
     struct MHD_Daemon *d;
+    int active; /* requests between their first callback and completion */
     sbx_http_handler handler;
     void *ud;
     size_t max_body;
@@ -18,6 +20,7 @@ struct sbx_http {
 
 /* Per-request state while the body arrives. */
 struct upload {
+    sbx_http *http;
     char *buf;
     size_t len, cap;
     int too_big;
@@ -246,6 +249,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         u = calloc(1, sizeof(*u));
         if (!u)
             return MHD_NO;
+        u->http = h;
+        __atomic_add_fetch(&h->active, 1, __ATOMIC_RELAXED);
         *con_cls = u;
         return MHD_YES;
     }
@@ -291,6 +296,7 @@ static void on_done(void *cls, struct MHD_Connection *c, void **con_cls, enum MH
     (void)cls, (void)c, (void)toe;
     struct upload *u = *con_cls;
     if (u) {
+        __atomic_sub_fetch(&u->http->active, 1, __ATOMIC_RELAXED);
         free(u->buf);
         free(u);
         *con_cls = NULL;
@@ -321,6 +327,16 @@ int sbx_http_start(const char *host, uint16_t port, size_t max_body, sbx_http_ha
     *bound_port = di ? di->port : port;
     *out = h;
     return 0;
+}
+
+int sbx_http_quiesce(sbx_http *h, int wait_ms)
+{
+    if (!h)
+        return 0;
+    MHD_quiesce_daemon(h->d); /* no new connections; the port is free */
+    for (int waited = 0; waited < wait_ms && __atomic_load_n(&h->active, __ATOMIC_RELAXED) > 0; waited += 20)
+        usleep(20000);
+    return __atomic_load_n(&h->active, __ATOMIC_RELAXED);
 }
 
 void sbx_http_stop(sbx_http *h)

@@ -47,6 +47,9 @@ typedef struct sbx_http sbx_http;
 /* Listens on host:port (port 0: any free one; *bound_port tells which). */
 int sbx_http_start(const char *host, uint16_t port, size_t max_body, sbx_http_handler h, void *ud,
                    sbx_http **out, uint16_t *bound_port, sbx_err *err);
+/* Stops accepting new connections and waits up to wait_ms for requests
+ * in flight to finish; returns how many are still running. */
+int sbx_http_quiesce(sbx_http *http, int wait_ms);
 /* Stops accepting, waits for running requests, frees. */
 void sbx_http_stop(sbx_http *http);
 /* Case-insensitive request header lookup; NULL when absent. */

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #define MAX_BODY (32u << 20)
+#define SHUTDOWN_GRACE_MS 5000
 
 /* ---- the spawner thread ------------------------------------------------ */
 
@@ -591,6 +592,17 @@ void sbx_server_close(sbx_server *srv)
 {
     if (!srv)
         return;
+    /* Requests in flight get a bounded grace; then their sandboxes are
+     * killed, which ends them (with an error), so a runaway command cannot
+     * hold up a SIGTERM. */
+    if (sbx_http_quiesce(srv->http, SHUTDOWN_GRACE_MS) > 0) {
+        sbx_log(SBX_LOG_WARN, "stopping: requests still running after %d ms; stopping their sandboxes",
+                SHUTDOWN_GRACE_MS);
+        pthread_mutex_lock(&srv->lock);
+        for (sbx_live *l = srv->live; l; l = l->next)
+            kill(sbx_sandbox_pid(l->sb), SIGKILL);
+        pthread_mutex_unlock(&srv->lock);
+    }
     sbx_http_stop(srv->http); /* waits for requests in flight */
     sbx_sessions_close(srv->sessions);
     srv->sessions = NULL;

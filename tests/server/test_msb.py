@@ -319,7 +319,19 @@ try:
 
     # ---- restart: state survives -----------------------------------------
     rpc(dev, "sandbox.start", {"sandbox": "py"})
+    # A call that never ends must not hold up SIGTERM: it gets a grace,
+    # then its sandbox is stopped.
+    hung = concurrent.futures.ThreadPoolExecutor(1)
+    hung_call = hung.submit(rpc, dev, "sandbox.repl.run", {"sandbox": "py", "language": "python", "code": "while True:\n    pass"})
+    time.sleep(0.5)
+    t0 = time.time()
     check("graceful stop exits 0", dev.stop() == 0)
+    check("a runaway call does not hold up the stop (%.1fs)" % (time.time() - t0), time.time() - t0 < 20)
+    try:
+        hung_call.result(timeout=10)
+    except Exception:
+        pass
+    hung.shutdown(wait=False)
     check("no sandbox process survives a graceful stop", sandbox_procs() == [], sandbox_procs())
     dev = Server(state, dev=True).start()
     code, body = rpc(dev, "sandbox.list", {"namespace": "*"})
