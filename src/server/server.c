@@ -1,4 +1,5 @@
 #include "server.h"
+#include "../proto/e2b.h"
 #include "../proto/mcp.h"
 #include "log.h"
 #include "repl.h"
@@ -459,6 +460,8 @@ static void mcp_post(sbx_server *srv, const sbx_http_req *req, const char *ns_cl
 static void route(void *ud, const sbx_http_req *req, sbx_http_resp *resp)
 {
     sbx_server *srv = ud;
+    if (sbx_e2b_route(srv, req, resp)) /* E2B control plane and envd (proto/e2b.c) */
+        return;
     static const struct { const char *path, *method; } aliases[] = {
         {"/api/v1/sandbox/start", "sandbox.start"},
         {"/api/v1/sandbox/stop", "sandbox.stop"},
@@ -574,6 +577,10 @@ int sbx_server_open(const sbx_server_config *cfg, sbx_server **out, sbx_err *err
         sbx_server_close(srv);
         return -1;
     }
+    if (sbx_e2b_init(srv, err) < 0) {
+        sbx_server_close(srv);
+        return -1;
+    }
     *out = srv;
     return 0;
 fail:
@@ -603,6 +610,7 @@ void sbx_server_close(sbx_server *srv)
             kill(sbx_sandbox_pid(l->sb), SIGKILL);
         pthread_mutex_unlock(&srv->lock);
     }
+    sbx_e2b_shutdown(srv); /* E2B sandboxes go with the server; their streams end */
     sbx_http_stop(srv->http); /* waits for requests in flight */
     sbx_sessions_close(srv->sessions);
     srv->sessions = NULL;
