@@ -181,24 +181,39 @@ static const char *stage_name(int stage)
     }
 }
 
-int sbx_sandbox_exec(sbx_sandbox *sb, const sbx_exec_spec *xs, sbx_exec_result *res, sbx_err *err)
+/* What exec and spawn share: the command, the sandbox, the user, the
+ * workdir and the environment, checked and resolved. */
+struct cmd_setup {
+    uint32_t uid, gid;
+    const char *workdir;
+    char **env;
+};
+
+static int setup_command(sbx_sandbox *sb, char *const *argv, const char *user, const char *workdir,
+                         char *const *xenv, struct cmd_setup *cs, sbx_err *err)
 {
-    memset(res, 0, sizeof(*res));
-    if (!xs->argv || !xs->argv[0] || !xs->argv[0][0])
+    if (!argv || !argv[0] || !argv[0][0])
         return sbx_fail(err, SBX_E_INVALID, "no command given");
     if (sb->dead || sb->init_pid <= 0)
         return sbx_fail(err, SBX_E_INVALID, "sandbox %s is not running", sb->id);
-    uint32_t uid = 0, gid = 0;
     const char *home = NULL, *uname = NULL;
-    if (sbx_parse_user(xs->user, &uid, &gid, &home, &uname, err) < 0)
+    if (sbx_parse_user(user, &cs->uid, &cs->gid, &home, &uname, err) < 0)
         return -1;
-    const char *workdir = xs->workdir && *xs->workdir ? xs->workdir : home;
-    if (workdir[0] != '/')
-        return sbx_fail(err, SBX_E_INVALID, "workdir '%s' must be an absolute path", workdir);
+    cs->workdir = workdir && *workdir ? workdir : home;
+    if (cs->workdir[0] != '/')
+        return sbx_fail(err, SBX_E_INVALID, "workdir '%s' must be an absolute path", cs->workdir);
+    return build_env(xenv, home, uname, &cs->env, err);
+}
 
-    char **env = NULL;
-    if (build_env(xs->env, home, uname, &env, err) < 0)
+int sbx_sandbox_exec(sbx_sandbox *sb, const sbx_exec_spec *xs, sbx_exec_result *res, sbx_err *err)
+{
+    memset(res, 0, sizeof(*res));
+    struct cmd_setup cs;
+    if (setup_command(sb, xs->argv, xs->user, xs->workdir, xs->env, &cs, err) < 0)
         return -1;
+    uint32_t uid = cs.uid, gid = cs.gid;
+    const char *workdir = cs.workdir;
+    char **env = cs.env;
     struct capture out = {.fd = -1}, errc = {.fd = -1};
     int chan[2] = {-1, -1}, fds[4], nfds = 0, rc = -1;
     int po[2] = {-1, -1}, pe[2] = {-1, -1};
@@ -432,22 +447,14 @@ struct sbx_proc {
 int sbx_sandbox_spawn(sbx_sandbox *sb, const sbx_spawn_spec *ss, sbx_proc **out, sbx_err *err)
 {
     *out = NULL;
-    if (!ss->argv || !ss->argv[0] || !ss->argv[0][0])
-        return sbx_fail(err, SBX_E_INVALID, "no command given");
     if (ss->n_extra < 0 || ss->n_extra > SBX_SPAWN_MAX_EXTRA)
         return sbx_fail(err, SBX_E_INVALID, "%d extra fds given (at most %d)", ss->n_extra, SBX_SPAWN_MAX_EXTRA);
-    if (sb->dead || sb->init_pid <= 0)
-        return sbx_fail(err, SBX_E_INVALID, "sandbox %s is not running", sb->id);
-    uint32_t uid = 0, gid = 0;
-    const char *home = NULL, *uname = NULL;
-    if (sbx_parse_user(ss->user, &uid, &gid, &home, &uname, err) < 0)
+    struct cmd_setup cs;
+    if (setup_command(sb, ss->argv, ss->user, ss->workdir, ss->env, &cs, err) < 0)
         return -1;
-    const char *workdir = ss->workdir && *ss->workdir ? ss->workdir : home;
-    if (workdir[0] != '/')
-        return sbx_fail(err, SBX_E_INVALID, "workdir '%s' must be an absolute path", workdir);
-    char **env = NULL;
-    if (build_env(ss->env, home, uname, &env, err) < 0)
-        return -1;
+    uint32_t uid = cs.uid, gid = cs.gid;
+    const char *workdir = cs.workdir;
+    char **env = cs.env;
 
     sbx_proc *p = calloc(1, sizeof(*p));
     int chan[2] = {-1, -1}, theirs[3] = {-1, -1, -1}, fds[8], nfds = 0, rc = -1;
