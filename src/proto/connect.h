@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
+#include "b64.h"
 #include "http.h"
 
 /* Connect error codes, numbered as gRPC's. */
@@ -84,11 +85,7 @@ int sbx_connect_stream_end(sbx_http_stream *s, const sbx_connect_err *e);
 
 /* ---- proto3 JSON helpers --------------------------------------------- */
 
-/* Standard base64 with padding, NUL-terminated, malloc'd. */
-char *sbx_b64_encode(const void *data, size_t len);
-/* Standard or URL-safe alphabet, padding optional (proto3 JSON accepts
- * both). 0 with *out malloc'd, or -1 on bad input. */
-int sbx_b64_decode(const char *s, unsigned char **out, size_t *len);
+/* bytes fields: sbx_b64_encode / sbx_b64_decode (b64.h). */
 /* Replaces bytes that are not valid UTF-8 with '?', in place, so text
  * from file names or errno messages can always become a JSON string. */
 void sbx_utf8_sanitize(char *s);

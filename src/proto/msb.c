@@ -1,12 +1,12 @@
 /* The microsandbox v0.2 JSON-RPC methods (shared/protocols/microsandbox.md
  * §5, §6, §9): names and params in, server sandbox operations out. */
+#include "b64.h"
 #include "log.h"
 #include "repl.h"
 #include "rpc.h"
 #include "util.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 
 #include <errno.h>
 #include <ftw.h>
@@ -629,34 +629,6 @@ out:
 
 /* ---- sandbox.fs.write / sandbox.fs.read (sbx extensions) --------------- */
 
-/* Strict standard base64 (RFC 4648 §4, padded, no whitespace). */
-static unsigned char *b64_decode(const char *in, size_t n, size_t *out_len)
-{
-    if (n % 4)
-        return NULL;
-    size_t pad = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = in[i];
-        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
-        if (c == '=' && i >= n - 2) {
-            pad++;
-            continue;
-        }
-        if (!ok || pad)
-            return NULL;
-    }
-    unsigned char *out = malloc(n / 4 * 3 + 1);
-    if (!out)
-        return NULL;
-    int r = n ? EVP_DecodeBlock(out, (const unsigned char *)in, (int)n) : 0;
-    if (r < 0) {
-        free(out);
-        return NULL;
-    }
-    *out_len = (size_t)r - pad;
-    return out;
-}
-
 static int fs_common(const char *method, json_t *params, const char **ns, const char **name, const char **path,
                      sbx_rpc_err *e)
 {
@@ -699,8 +671,8 @@ static int m_fs_write(sbx_server *srv, json_t *params, json_t **result, sbx_rpc_
     if (n / 4 * 3 > MAX_FILE + 2)
         return sbx_rpc_fail(e, 400, 2001, "Invalid params for sandbox.fs.write: content is larger than %u MiB",
                             MAX_FILE >> 20);
-    unsigned char *data = b64_decode(json_string_value(jc), n, &len);
-    if (!data)
+    unsigned char *data = NULL;
+    if (sbx_b64_decode_strict(json_string_value(jc), n, &data, &len) < 0)
         return sbx_rpc_fail(e, 400, 2001, "Invalid params for sandbox.fs.write: content is not valid standard base64");
     if (len > MAX_FILE) {
         free(data);
@@ -786,13 +758,10 @@ static int m_fs_read(sbx_server *srv, json_t *params, json_t **result, sbx_rpc_e
     close(fd);
     if (!buf)
         return sbx_rpc_internal(e, "out of memory");
-    char *b64 = malloc(4 * ((got + 2) / 3) + 1);
-    if (!b64) {
-        free(buf);
-        return sbx_rpc_internal(e, "out of memory");
-    }
-    EVP_EncodeBlock((unsigned char *)b64, buf, (int)got);
+    char *b64 = sbx_b64_encode(buf, got);
     free(buf);
+    if (!b64)
+        return sbx_rpc_internal(e, "out of memory");
     uint64_t size = (uint64_t)st.st_size > got ? (uint64_t)st.st_size : got + (more ? 1 : 0);
     *result = json_pack("{s:s, s:s, s:I, s:b}", "path", path, "content", b64, "size", (json_int_t)size, "truncated",
                         more || (uint64_t)st.st_size > got);
