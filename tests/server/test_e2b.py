@@ -7,33 +7,8 @@ import base64, json, os, signal, struct, subprocess, sys, tempfile, shutil, time
 import urllib.request, urllib.error
 from http.client import HTTPConnection
 
-SBX = os.environ["SBX"]
-failed = 0
-
-
-def check(name, cond, detail=""):
-    global failed
-    print(("ok - " if cond else "not ok - ") + name)
-    if not cond:
-        failed += 1
-        if detail != "":
-            print("#   " + str(detail)[:600].replace("\n", " | "))
-
-
-class Server:
-    def __init__(self, state, dev):
-        self.state, self.dev = state, dev
-
-    def start(self):
-        args = [SBX, "server", "start", "--port", "0", "--state-dir", self.state] + (["--dev"] if self.dev else [])
-        self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=open(self.state + ".log", "a"), text=True)
-        line = self.p.stdout.readline()
-        self.url = "http://127.0.0.1:%d" % int(line.strip().rsplit(":", 1)[1])
-        return self
-
-    def stop(self):
-        self.p.send_signal(signal.SIGTERM)
-        return self.p.wait(timeout=30)
+import common
+from common import SBX, Server, check
 
 
 def http(url, body=None, headers=None, method=None, raw=None):
@@ -401,4 +376,4 @@ finally:
             s.p.kill()
             s.p.wait()
     shutil.rmtree(tmp, ignore_errors=True)
-sys.exit(1 if failed else 0)
+sys.exit(1 if common.failed else 0)

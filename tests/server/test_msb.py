@@ -4,37 +4,9 @@ errors, auth, methods), restart and crash behaviour. Prints one
 import base64, concurrent.futures, hashlib, hmac, json, os, shutil, signal, subprocess, sys, tempfile, time
 import urllib.request, urllib.error
 
-SBX = os.environ["SBX"]
+import common
+from common import SBX, Server, check
 UID_USER = 1000000000 + 1000
-failed = 0
-
-
-def check(name, cond, detail=""):
-    global failed
-    print(("ok - " if cond else "not ok - ") + name)
-    if not cond:
-        failed += 1
-        if detail:
-            print("#   " + str(detail)[:600].replace("\n", " | "))
-
-
-class Server:
-    def __init__(self, state, dev=False):
-        self.state, self.dev = state, dev
-
-    def start(self):
-        args = [SBX, "server", "start", "--port", "0", "--state-dir", self.state]
-        if self.dev:
-            args.append("--dev")
-        self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=open(self.state + ".log", "a"), text=True)
-        line = self.p.stdout.readline()
-        self.port = int(line.strip().rsplit(":", 1)[1])
-        self.url = "http://127.0.0.1:%d" % self.port
-        return self
-
-    def stop(self, sig=signal.SIGTERM):
-        self.p.send_signal(sig)
-        return self.p.wait(timeout=30)
 
 
 def http(url, body=None, headers=None, method=None, raw=None):
@@ -395,9 +367,9 @@ finally:
             p.p.kill()
             p.p.wait()
     log = state + ".log"
-    if failed and os.path.exists(log):
+    if common.failed and os.path.exists(log):
         print("# server log tail:")
         for line in open(log).read().splitlines()[-15:]:
             print("#   " + line)
     shutil.rmtree(tmp, ignore_errors=True)
-sys.exit(1 if failed else 0)
+sys.exit(1 if common.failed else 0)
