@@ -171,10 +171,12 @@ int main(int argc, char **argv)
     static const char *const what[] = {"`sandbox.start` (new sandbox, to ready)", "`sandbox.command.run` `true`",
                                        "`sandbox.repl.run` `1+1` (python)"};
     static const double target[] = {10, 3, 2};
-    printf("| call (%d calls each) | server p50 ms | server p99 ms | in-process engine p50 ms | in-process p99 ms | target p50 ms |\n", n);
-    printf("|---|---|---|---|---|---|\n");
+    printf("| call (%d calls each) | server p50 ms | server p99 ms | in-process engine p50 ms | in-process p99 ms | "
+           "server / in-process (p50) | target p50 ms | p50 / target |\n", n);
+    printf("|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < 3; i++)
-        printf("| %s | %.2f | %.2f | %.2f | %.2f | %.0f |\n", what[i], p50[i], p99[i], p50[i + 3], p99[i + 3], target[i]);
+        printf("| %s | %.2f | %.2f | %.2f | %.2f | %.2fx | %.0f | %.2fx |\n", what[i], p50[i], p99[i], p50[i + 3],
+               p99[i + 3], p50[i] / p50[i + 3], target[i], p50[i] / target[i]);
     curl_slist_free_all(hd);
     curl_easy_cleanup(h);
     curl_global_cleanup();
