@@ -19,6 +19,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -225,6 +226,16 @@ int sbx_live_ext_set(sbx_live *l, const char *key, void *data, void (*free_fn)(v
     return x ? 0 : -1;
 }
 
+/* Whether the sandbox's init has ended on its own (the kernel's OOM
+ * killer picks it when tmpfs pages fill the memory limit, say). WNOWAIT:
+ * it stays a zombie for sbx_sandbox_destroy to reap. */
+static bool init_exited(const sbx_live *l)
+{
+    siginfo_t si;
+    memset(&si, 0, sizeof(si));
+    return waitid(P_PID, (id_t)sbx_sandbox_pid(l->sb), &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid != 0;
+}
+
 static sbx_live *find_live(sbx_server *srv, const char *ns, const char *name)
 {
     for (sbx_live *l = srv->live; l; l = l->next)
@@ -233,10 +244,16 @@ static sbx_live *find_live(sbx_server *srv, const char *ns, const char *name)
     return NULL;
 }
 
+static void sweep_dead_locked(sbx_server *srv);
+
 sbx_live *sbx_server_acquire(sbx_server *srv, const char *ns, const char *name)
 {
     pthread_mutex_lock(&srv->lock);
     sbx_live *l = find_live(srv, ns, name);
+    if (l && init_exited(l)) {
+        sweep_dead_locked(srv);
+        l = find_live(srv, ns, name); /* still there only if its teardown could not be queued */
+    }
     if (l)
         l->refs++;
     pthread_mutex_unlock(&srv->lock);
@@ -398,6 +415,7 @@ int sbx_server_stop_sandbox(sbx_server *srv, const char *ns, const char *name)
 struct teardown {
     char ns[64], name[64];
     sbx_live *live;       /* killed, out of the live table; NULL: not running */
+    bool mark_stopped;    /* it died by itself: its registry row stays, as stopped */
     char path[PATH_MAX];  /* layer dir to remove (in the trash); "": none */
     struct teardown *next;
 };
@@ -418,7 +436,7 @@ static void teardown_run(sbx_server *srv, struct teardown *t)
     if (srv->teardown_delay_ms)
         usleep(srv->teardown_delay_ms * 1000u);
     if (t->live)
-        stop_live(srv, t->live, false);
+        stop_live(srv, t->live, t->mark_stopped);
     if (t->path[0] && rm_tree(t->path) < 0)
         sbx_log(SBX_LOG_WARN, "remove layer of deleted sandbox %s/%s (%s): %s", t->ns, t->name, t->path,
                 strerror(errno));
@@ -430,6 +448,50 @@ static bool pending_teardown_locked(sbx_server *srv, const char *ns, const char 
         if (strcmp(t->ns, ns) == 0 && strcmp(t->name, name) == 0)
             return true;
     return false;
+}
+
+/* A sandbox whose init died by itself is not running any more: it leaves
+ * the live table at once (calls see "not running", lists running:false, a
+ * start makes it anew) and its teardown marks its row stopped. Called with
+ * srv->lock held, from lookups and every second from the teardown thread. */
+static void sweep_dead_locked(sbx_server *srv)
+{
+    if (!srv->bg_running || srv->bg_quit)
+        return; /* the server is closing: it stops every sandbox anyway */
+    for (sbx_live **pp = &srv->live; *pp;) {
+        sbx_live *l = *pp;
+        siginfo_t si;
+        memset(&si, 0, sizeof(si));
+        if (l->stopping ||
+            waitid(P_PID, (id_t)sbx_sandbox_pid(l->sb), &si, WEXITED | WNOHANG | WNOWAIT) < 0 || !si.si_pid) {
+            pp = &l->next;
+            continue;
+        }
+        struct teardown *t = calloc(1, sizeof(*t));
+        if (!t)
+            return; /* tried again at the next sweep */
+        *pp = l->next;
+        l->stopping = true;
+        snprintf(t->ns, sizeof(t->ns), "%s", l->ns);
+        snprintf(t->name, sizeof(t->name), "%s", l->name);
+        t->live = l;
+        t->mark_stopped = true;
+        struct teardown **tail = &srv->teardowns;
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = t;
+        pthread_cond_signal(&srv->teardown_cond);
+        sbx_stats st;
+        sbx_err err = {0};
+        bool oom = sbx_sandbox_stats(l->sb, &st, &err) == 0 && st.oom_kills > 0;
+        char why[160];
+        if (si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED)
+            snprintf(why, sizeof(why), "killed by signal %d", si.si_status);
+        else
+            snprintf(why, sizeof(why), "exited with status %d", si.si_status);
+        sbx_log(SBX_LOG_WARN, "sandbox %s/%s died: its init was %s%s; it is stopped now (start it again to use it)",
+                l->ns, l->name, why, oom ? " (the kernel's OOM killer fired at its memory limit)" : "");
+    }
 }
 
 /* Makes at most one pool image (lock not held): true if there may be more to do. */
@@ -464,7 +526,13 @@ static void *teardown_main(void *arg)
         if (!t) {
             if (srv->bg_quit)
                 break;
-            pthread_cond_wait(&srv->teardown_cond, &srv->lock);
+            /* Every second, sandboxes that died by themselves are noticed
+             * (and lookups notice them at once). */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            if (pthread_cond_timedwait(&srv->teardown_cond, &srv->lock, &ts) == ETIMEDOUT)
+                sweep_dead_locked(srv);
             continue;
         }
         pthread_mutex_unlock(&srv->lock);

@@ -292,6 +292,31 @@ try:
     code, body = rpc(dev, "sandbox.stop", {"sandbox": "py", "namespace": "nons"})
     check("stop in a namespace never created: 400", code == 400 and body["error"] == "Namespace directory 'nons' does not exist", body)
 
+    # ---- a sandbox whose init dies by itself (OOM killer, say) ----------
+    rpc(dev, "sandbox.start", {"sandbox": "dies", "config": {"image": "microsandbox/python", "memory": 128}})
+    eid = [l.split("engine id ")[1].rstrip(")\n") for l in open(state + ".log") if "default/dies started" in l][-1]
+    init = None
+    for cg in ("/sys/fs/cgroup/pids/sbx/%s" % eid, "/sys/fs/cgroup/sbx/%s" % eid):
+        if os.path.exists(cg + "/cgroup.procs"):
+            for pid in open(cg + "/cgroup.procs").read().split():
+                if open("/proc/%s/comm" % pid).read().strip() == "sbx-init":
+                    init = int(pid)
+    check("the sandbox's init is found on the host", init is not None, eid)
+    os.kill(init, signal.SIGKILL)
+    time.sleep(0.2)
+    code, body = rpc(dev, "sandbox.metrics.get", {"namespace": "default", "sandbox": "dies"})
+    check("a sandbox whose init died is listed as not running", code == 200 and body["result"]["sandboxes"][0]["running"] is False, body)
+    code, body = rpc(dev, "sandbox.command.run", {"sandbox": "dies", "command": "true"})
+    check("... and a command in it fails with 500 (the contract's not-running answer)", code == 500, body)
+    common.wait_for(lambda: "sandbox default/dies died: its init was killed by signal 9" in open(state + ".log").read(), 5)
+    check("the server logs why it stopped", "default/dies died: its init was killed by signal 9" in open(state + ".log").read())
+    common.wait_for(lambda: not any(os.path.exists(p % eid) for p in ("/sys/fs/cgroup/pids/sbx/%s", "/sys/fs/cgroup/sbx/%s")), 5)
+    check("its cgroups are gone", not any(os.path.exists(p % eid) for p in ("/sys/fs/cgroup/pids/sbx/%s", "/sys/fs/cgroup/memory/sbx/%s", "/sys/fs/cgroup/sbx/%s")))
+    code, body = rpc(dev, "sandbox.start", {"sandbox": "dies"})
+    code, body = rpc(dev, "sandbox.command.run", {"sandbox": "dies", "command": "echo", "args": ["back"]})
+    check("a start brings it back", code == 200 and body["result"]["output"] == [{"stream": "stdout", "text": "back"}], body)
+    rpc(dev, "sandbox.delete", {"sandbox": "dies"})
+
     # ---- restart: state survives -----------------------------------------
     rpc(dev, "sandbox.start", {"sandbox": "py"})
     # A call that never ends must not hold up SIGTERM: it gets a grace,
