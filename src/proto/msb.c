@@ -536,7 +536,7 @@ static int m_command_run(sbx_server *srv, json_t *params, json_t **result, sbx_r
         .stderr_fd = -1,
         .signal_fd = -1,
         .capture_max = 1, /* the lines above are the capture */
-        .timeout_ms = (uint64_t)(timeout * 1000),
+        .timeout_ms = sbx_timeout_ms(timeout),
         .on_output = on_output,
         .ud = &L,
     };
@@ -621,7 +621,7 @@ static int m_repl_run(sbx_server *srv, json_t *params, json_t **result, sbx_rpc_
     sbx_err err = {0};
     bool fresh = false;
     sbx_rpc_stream_begin();
-    if (sbx_server_repl_run(l, lang, json_string_value(jc), SBX_REPL_ECHO, (uint64_t)(timeout * 1000),
+    if (sbx_server_repl_run(l, lang, json_string_value(jc), SBX_REPL_ECHO, sbx_timeout_ms(timeout),
                             on_repl_output, &L, &res, &fresh, &err) < 0) {
         flush_lines(&L);
         rc = sbx_rpc_internal(e, "repl.run %s/%s: %s", ns, name, err.msg);

@@ -121,6 +121,14 @@ try:
     check("command timeout is 500 / 5002", code == 500 and body == {"error": "Internal server error", "code": 5002}, body)
     code, body = rpc(dev, "sandbox.command.run", {"sandbox": "py", "command": "sh", "args": ["-c", "pgrep sleep || echo none"]})
     check("the timed-out command was killed and the sandbox still works", code == 200 and body["result"]["output"][-1]["text"] == "none", body)
+    # Huge timeouts are none: 1e300 s once became an integer by undefined
+    # behaviour (UBSan float-cast-overflow), 1e16 s wrapped the µs deadline
+    # around. A tiny positive one is still a timeout (it was none).
+    for t in (1e300, 1e16):
+        code, body = rpc(dev, "sandbox.command.run", {"sandbox": "py", "command": "echo", "args": ["t"], "timeout": t})
+        check("command.run with timeout %g runs to its end" % t, code == 200 and body["result"]["output"] == [{"stream": "stdout", "text": "t"}], body)
+    code, body = rpc(dev, "sandbox.command.run", {"sandbox": "py", "command": "sleep", "args": ["30"], "timeout": 1e-9})
+    check("command timeout of 1e-9 s is a timeout, not none", code == 500 and body == {"error": "Internal server error", "code": 5002}, body)
     code, body = rpc(dev, "sandbox.command.run", {"command": "true"})
     check("command.run without sandbox: 400 with the portal message", code == 400 and body["error"] == "Missing required 'sandbox' parameter for portal request", body)
     code, body = rpc(dev, "sandbox.command.run", {"sandbox": "nothere", "command": "true"})
@@ -146,6 +154,9 @@ try:
     check("repl.run python: the result shape", code == 200 and body["result"] == {"status": "success", "language": "python", "output": []}, body)
     code, body = repl("python", "x * 2")
     check("repl.run python: state kept across calls, expressions echo", code == 200 and body["result"]["output"] == [{"stream": "stdout", "text": "42"}], body)
+    for t in (1e300, 1e16):  # as for command.run above
+        code, body = repl("python", "x * 3", timeout=t)
+        check("repl.run with timeout %g runs to its end" % t, code == 200 and body["result"]["output"] == [{"stream": "stdout", "text": "63"}], body)
     t0 = time.time()
     code, body = repl("python", "print((1", timeout=30)
     out = body["result"]["output"] if code == 200 else []
