@@ -86,6 +86,13 @@ typedef struct sbx_spec {
     size_t n_volumes;
     const char *gpu;      /* NULL/"": no GPU at all. "all" (shared with other "all" sandboxes), a
                              count "2" or indices "0,2" / "device=1" (held exclusively); see docs/gpu.md */
+    bool one_shot;        /* the caller runs one command and destroys the sandbox right after
+                             (sbx run): create does not wait for init's ready report (a setup
+                             failure is reported by the first exec), and destroy waits only for
+                             init's death, not for the kernel's teardown of the mounts: a process
+                             forked at the first exec holds the mount namespace, drops it, and
+                             removes the cgroups and lock meanwhile. Without gpu and layer_dir
+                             only; else destroy works as usual */
 } sbx_spec;
 
 #define SBX_DEFAULT_DISK_MIB 1024

@@ -188,6 +188,10 @@ int cmd_run(int argc, char **argv)
         return bad("no command given%s%s", "", "");
     spec.volumes = vols;
     spec.n_volumes = nvol;
+    /* One command, then the sandbox goes: no wait for init's ready report
+     * (the exec request is queued meanwhile), and the kernel's teardown
+     * finishes after our exit status is known (see engine.h). */
+    spec.one_shot = true;
 
     sbx_engine *eng = NULL;
     sbx_sandbox *sb = NULL;

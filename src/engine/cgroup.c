@@ -176,7 +176,9 @@ static int plan_add(sbx_cg_plan *plan, int kind, const char *dir, const char *fi
     if (plan->n >= SBX_CG_MAX_OPS)
         return -ENOSPC;
     sbx_cg_op *op = &plan->ops[plan->n];
-    memset(op, 0, sizeof(*op));
+    /* Field by field, not a memset of the whole op (~4 KiB): a launch
+     * would fault in every page of the plan for nothing. */
+    op->value[0] = '\0';
     op->kind = kind;
     op->optional = optional;
     op->exist_ok = exist_ok;
@@ -211,14 +213,15 @@ uint64_t sbx_cg_cpu_quota(double cpus)
  * use. only_existing: skip hierarchies where the dir is missing (sweep).
  * devices: include the devices hierarchy (GPU sandboxes, and the sweep). */
 static int cg_fill(const sbx_cg_layout *lay, const char *name, const char *id, bool only_existing, bool devices,
-                   sbx_cgroup *cg)
+                   bool cpu, sbx_cgroup *cg)
 {
     memset(cg, 0, sizeof(*cg));
     for (int i = 0; i < SBX_CG_MAX_DIRS; i++)
         cg->procs_fd[i] = -1;
     for (int c = 0; c < SBX_CG_NCTL; c++) {
         cg->dir_of[c] = -1;
-        if (lay->ver[c] == SBX_CG_NONE || (c == SBX_CG_DEVICES && !devices))
+        if (lay->ver[c] == SBX_CG_NONE || (c == SBX_CG_DEVICES && !devices) ||
+            ((c == SBX_CG_CPU || c == SBX_CG_CPUACCT) && !cpu))
             continue;
         char dir[PATH_MAX];
         if (sbx_pathf(dir, sizeof(dir), "%s/%s/%s", lay->mount[c], name, id) < 0)
@@ -284,7 +287,7 @@ int sbx_cg_plan_create(const sbx_cg_layout *lay, const char *name, const char *i
     if (!sbx_valid_name(name) || !sbx_valid_name(id) || !valid_limits(lim))
         return -EINVAL;
     sbx_cgroup cg;
-    int r = cg_fill(lay, name, id, false, lim->devices, &cg);
+    int r = cg_fill(lay, name, id, false, lim->devices, !lim->no_cpu, &cg);
     return r ? r : plan_for(&cg, lay, lim, plan);
 }
 
@@ -296,7 +299,15 @@ static int plan_apply(const sbx_cg_plan *plan, sbx_err *err)
 {
     int made[SBX_CG_MAX_OPS], nmade = 0, r = 0;
     for (int i = 0; i < plan->n && !r; i++) {
-        const sbx_cg_op *op = &plan->ops[i];
+        const sbx_cg_op *op = &plan->ops[i], *next = i + 1 < plan->n ? &plan->ops[i + 1] : NULL;
+        /* The shared parent (exist_ok) is there but for the first sandbox:
+         * its child first, the parent only when that says ENOENT. */
+        size_t pl = strlen(op->path);
+        if (op->kind == SBX_CG_OP_MKDIR && op->exist_ok && next && next->kind == SBX_CG_OP_MKDIR &&
+            strncmp(next->path, op->path, pl) == 0 && next->path[pl] == '/' && mkdir(next->path, 0755) == 0) {
+            made[nmade++] = ++i;
+            continue;
+        }
         if (op->kind == SBX_CG_OP_MKDIR) {
             if (mkdir(op->path, 0755) == 0) {
                 made[nmade++] = i;
@@ -329,7 +340,7 @@ int sbx_cg_create(const sbx_cg_layout *lay, const char *name, const char *id,
         return sbx_fail(err, SBX_E_INVALID, "cgroup: bad name '%s/%s'", name, id);
     if (!valid_limits(lim))
         return sbx_fail(err, SBX_E_INVALID, "cgroup: bad cpus %g (allowed: 0 to 1000000)", lim->cpus);
-    if (cg_fill(lay, name, id, false, lim->devices, cg) < 0) {
+    if (cg_fill(lay, name, id, false, lim->devices, !lim->no_cpu, cg) < 0) {
         cg->ndirs = 0;
         return sbx_fail(err, SBX_E_INVALID, "cgroup: path for '%s/%s' too long", name, id);
     }
@@ -644,7 +655,7 @@ int sbx_cg_sweep(const sbx_cg_layout *lay, const char *name, bool (*is_live)(con
             if (is_live && is_live(ids.v[i], ud))
                 continue;
             sbx_cgroup cg;
-            if (cg_fill(lay, name, ids.v[i], true, true, &cg) < 0)
+            if (cg_fill(lay, name, ids.v[i], true, true, true, &cg) < 0)
                 continue;
             sbx_cg_kill_all(&cg);
             if (sbx_cg_destroy(&cg, NULL) == 0)

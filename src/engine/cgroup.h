@@ -57,6 +57,8 @@ typedef struct sbx_cg_limits {
     uint64_t pids;         /* 0 = no limit */
     bool devices;          /* also a devices cgroup, to be restricted with
                               sbx_cg_restrict_devices once the root is built */
+    bool no_cpu;           /* leave the cpu and cpuacct hierarchies out: nothing to
+                              limit or account there (each v1 one joined is a migration) */
 } sbx_cg_limits;
 
 enum sbx_cg_op_kind { SBX_CG_OP_MKDIR, SBX_CG_OP_WRITE };

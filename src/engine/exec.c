@@ -297,9 +297,13 @@ int sbx_sandbox_exec(sbx_sandbox *sb, const sbx_exec_spec *xs, sbx_exec_result *
     if (pe[1] >= 0)
         close(pe[1]), pe[1] = -1;
     if (sr < 0) {
-        sbx_fail_errno(err, -sr, "sandbox %s: send exec request", sb->id);
+        if (sbx_setup_failed(sb, err) == 0)
+            sbx_fail_errno(err, -sr, "sandbox %s: send exec request", sb->id);
         goto done;
     }
+    /* While the command starts a core is idle here: fork the reaper now. */
+    if (sb->reap_wanted)
+        sbx_reaper_start(sb);
 
     uint64_t deadline = xs->timeout_ms ? t0 + xs->timeout_ms * 1000 : 0;
     uint64_t drain_until = 0, kill_sent = 0;
@@ -383,6 +387,11 @@ int sbx_sandbox_exec(sbx_sandbox *sb, const sbx_exec_spec *xs, sbx_exec_result *
                 exited = true;
                 drain_until = sbx_now_usec() + DRAIN_GRACE_USEC;
             } else if (n <= 0) {
+                /* A one-shot sandbox whose setup failed after create. */
+                if (!started && sbx_setup_failed(sb, err) < 0) {
+                    sb->dead = true;
+                    goto done;
+                }
                 /* init is gone: the sandbox was killed (timeout, OOM of
                  * init, destroy). The command died with it. */
                 status = SIGKILL;
@@ -392,7 +401,6 @@ int sbx_sandbox_exec(sbx_sandbox *sb, const sbx_exec_spec *xs, sbx_exec_result *
             }
         }
     }
-    (void)started;
     if (!res->exec_errno) {
         if (WIFEXITED(status)) {
             res->exit_code = WEXITSTATUS(status);
@@ -524,7 +532,8 @@ int sbx_sandbox_spawn(sbx_sandbox *sb, const sbx_spawn_spec *ss, sbx_proc **out,
     close(chan[1]);
     chan[1] = -1;
     if (sr < 0) {
-        sbx_fail_errno(err, -sr, "sandbox %s: send exec request", sb->id);
+        if (sbx_setup_failed(sb, err) == 0)
+            sbx_fail_errno(err, -sr, "sandbox %s: send exec request", sb->id);
         goto done;
     }
     p->chan = chan[0];
@@ -540,6 +549,8 @@ int sbx_sandbox_spawn(sbx_sandbox *sb, const sbx_spawn_spec *ss, sbx_proc **out,
     ssize_t n = pr > 0 ? sbx_msg_recv(p->chan, buf, sizeof(buf), NULL, NULL) : -ETIMEDOUT;
     const struct sbx_msg_started *s = (const void *)buf;
     if (n < (ssize_t)sizeof(*s) || s->h.type != SBX_MSG_STARTED) {
+        if (n != -ETIMEDOUT && n <= 0 && sbx_setup_failed(sb, err) < 0)
+            goto done;
         sbx_fail(err, SBX_E_SYSTEM, "sandbox %s: no answer to the exec request (%s)", sb->id,
                  n == -ETIMEDOUT ? "timed out" : "sandbox gone");
         err->sys_errno = EIO;

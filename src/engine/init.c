@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -27,6 +28,9 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
 
 #define MAX_KIDS 1024
 
@@ -52,15 +56,20 @@ static pid_t raw_fork(void)
     return (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, 0UL, NULL, NULL, 0UL);
 }
 
-struct exec_fail {
+/* The exec child shares init's memory until it execs (CLONE_VM, see
+ * handle_exec): a failure is left here for init, which sleeps meanwhile. */
+static volatile struct exec_fail {
     int32_t stage, err;
-};
+} exec_failed;
 
-static void __attribute__((noreturn)) child_fail(int errfd, int stage, int e)
+/* Its own stack: the child must not touch init's frames. Only one child
+ * uses it at a time (init sleeps until the child has exec'd or exited). */
+static _Alignas(16) char exec_stack[256 * 1024];
+
+static void __attribute__((noreturn)) child_fail(int stage, int e)
 {
-    struct exec_fail f = {stage, e};
-    ssize_t n = write(errfd, &f, sizeof(f));
-    (void)n;
+    exec_failed.stage = stage;
+    exec_failed.err = e;
     _exit(e == ENOENT ? 127 : 126);
 }
 
@@ -120,11 +129,15 @@ static int mkdir_p_as_user(char *path)
     return mkdir(path, 0755);
 }
 
-/* In the forked child: become the requested user with no privilege left,
- * then exec. Every step that fails is reported through errfd. */
+/* In the exec child: become the requested user with no privilege left,
+ * then exec. Every step that fails is reported through exec_failed. It
+ * runs on init's memory (CLONE_VM), so it touches only its own stack,
+ * exec_failed, and per-task kernel state (fds, creds, seccomp, signal
+ * dispositions: none of those are shared without CLONE_FILES,
+ * CLONE_SIGHAND, CLONE_THREAD). */
 static void __attribute__((noreturn))
 exec_child(const struct sbx_msg_exec *m, char *workdir, char **argv, char **env, const int *stdio,
-           const int *extra, int nextra, int errfd)
+           const int *extra, int nextra)
 {
     /* A fresh signal state: ignored signals survive exec, and whatever
      * launched sbx (a shell's background job ignores SIGINT) must not
@@ -144,50 +157,65 @@ exec_child(const struct sbx_msg_exec *m, char *workdir, char **argv, char **env,
     /* Every fd to hand over is first moved above the targets (0..2+nextra)
      * so placing one can never overwrite another still to be placed. */
     int top = 3 + nextra, src[3 + SBX_SPAWN_MAX_EXTRA];
-    errfd = fcntl(errfd, F_DUPFD_CLOEXEC, top);
-    if (errfd < 0)
-        _exit(126);
     for (int i = 0; i < 3 + nextra; i++) {
         int fd = i < 3 ? stdio[i] : extra[i - 3];
         if (fd < 0 && i < 3)
             fd = open("/dev/null", (i == 0 ? O_RDONLY : O_WRONLY) | O_CLOEXEC);
         if (fd < 0 || (src[i] = fcntl(fd, F_DUPFD_CLOEXEC, top)) < 0)
-            child_fail(errfd, SBX_STAGE_FORK, errno);
+            child_fail(SBX_STAGE_FORK, errno);
     }
     for (int i = 0; i < 3 + nextra; i++)
         if (dup2(src[i], i) < 0) /* dup2 clears close-on-exec on the target */
-            child_fail(errfd, SBX_STAGE_FORK, errno);
+            child_fail(SBX_STAGE_FORK, errno);
     /* Nothing of init's (control socket, lock) may reach the command. */
-    if (errfd > top)
-        syscall(SYS_close_range, (unsigned)top, (unsigned)errfd - 1, 0u);
-    syscall(SYS_close_range, (unsigned)errfd + 1, ~0u, 0u);
+    syscall(SYS_close_range, (unsigned)top, ~0u, 0u);
 
     struct rlimit nocore = {0, 0};
     setrlimit(RLIMIT_CORE, &nocore);
 
     if (sbx_become(m->uid, m->gid) < 0)
-        child_fail(errfd, SBX_STAGE_USER, errno);
+        child_fail(SBX_STAGE_USER, errno);
     /* Root inside keeps uid 0 but no capability at all: empty every set
      * (the bounding set was emptied by init already). */
     struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
     struct __user_cap_data_struct data[2];
     memset(data, 0, sizeof(data));
     if (syscall(SYS_capset, &hdr, data) < 0)
-        child_fail(errfd, SBX_STAGE_USER, errno);
+        child_fail(SBX_STAGE_USER, errno);
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
 
     if (chdir(workdir) < 0) {
         mkdir_p_as_user(workdir);
         if (chdir(workdir) < 0)
-            child_fail(errfd, SBX_STAGE_WORKDIR, errno);
+            child_fail(SBX_STAGE_WORKDIR, errno);
     }
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-        child_fail(errfd, SBX_STAGE_SECCOMP, errno);
+        child_fail(SBX_STAGE_SECCOMP, errno);
     int r = sbx_seccomp_install();
     if (r < 0)
-        child_fail(errfd, SBX_STAGE_SECCOMP, -r);
+        child_fail(SBX_STAGE_SECCOMP, -r);
     r = exec_path(argv[0], argv, env, m->envc);
-    child_fail(errfd, SBX_STAGE_EXEC, -r);
+    child_fail(SBX_STAGE_EXEC, -r);
+}
+
+struct exec_args {
+    const struct sbx_msg_exec *m;
+    char *workdir, **argv, **env;
+    const int *stdio, *extra;
+    int nextra;
+    bool pinned;
+};
+
+/* init's own CPU mask, which every command gets (see handle_exec). */
+static cpu_set_t init_cpus;
+static int init_cpus_ok = -1;
+
+static int exec_child_start(void *arg)
+{
+    const struct exec_args *a = arg;
+    if (a->pinned)
+        sched_setaffinity(0, sizeof(init_cpus), &init_cpus);
+    exec_child(a->m, a->workdir, a->argv, a->env, a->stdio, a->extra, a->nextra);
 }
 
 static void send_started(int chan, pid_t pid, int err, int stage)
@@ -244,31 +272,40 @@ static void handle_exec(size_t len, int *fds, int nfds)
     argv[m->argc] = NULL;
     env[m->envc] = NULL;
 
-    int ep[2];
-    if (pipe2(ep, O_CLOEXEC) < 0) {
-        send_started(chan, 0, errno, SBX_STAGE_FORK);
-        goto out;
+    /* CLONE_VM|CLONE_VFORK: no copy of init's page tables and no
+     * copy-on-write faults before the exec, and init sleeps until the
+     * child has exec'd (or failed and exited), so the outcome is known
+     * when clone returns. */
+    struct exec_args xa = {m, workdir, argv, env, stdio, extra, nextra, false};
+    /* The child runs while init sleeps, so on this CPU it starts at once;
+     * placed on another, idle one (where fork balancing puts it), it
+     * waits for that CPU to wake up (~50-250 us in a VM). So init pins
+     * itself here for the clone (the child inherits the pin) and both
+     * take init's own mask back: the command runs wherever init may. */
+    if (init_cpus_ok < 0)
+        init_cpus_ok = sched_getaffinity(0, sizeof(init_cpus), &init_cpus) == 0;
+    int cpu = init_cpus_ok ? sched_getcpu() : -1;
+    if (cpu >= 0 && cpu < CPU_SETSIZE) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        xa.pinned = sched_setaffinity(0, sizeof(one), &one) == 0;
     }
-    pid_t pid = raw_fork();
-    if (pid == 0) {
-        close(ep[0]);
-        exec_child(m, workdir, argv, env, stdio, extra, nextra, ep[1]);
-    }
-    close(ep[1]);
+    exec_failed.stage = exec_failed.err = 0;
+#if defined(__SANITIZE_ADDRESS__)
+    /* The last child never returned from its frames (it exec'd): their
+     * redzones are still marked in the shadow of this reused stack. */
+    __asan_unpoison_memory_region(exec_stack, sizeof(exec_stack));
+#endif
+    pid_t pid = clone(exec_child_start, exec_stack + sizeof(exec_stack), CLONE_VM | CLONE_VFORK | SIGCHLD, &xa);
+    if (xa.pinned)
+        sched_setaffinity(0, sizeof(init_cpus), &init_cpus);
     if (pid < 0) {
         send_started(chan, 0, errno, SBX_STAGE_FORK);
-        close(ep[0]);
         goto out;
     }
-    /* EOF on the pipe means execve succeeded (the pipe is close-on-exec). */
-    struct exec_fail f = {0, 0};
-    ssize_t n;
-    do
-        n = read(ep[0], &f, sizeof(f));
-    while (n < 0 && errno == EINTR);
-    close(ep[0]);
-    if (n == (ssize_t)sizeof(f)) {
-        send_started(chan, 0, f.err, f.stage); /* the child exits; reaped below */
+    if (exec_failed.err) {
+        send_started(chan, 0, exec_failed.err, exec_failed.stage); /* the child exited; reaped below */
         goto out;
     }
     send_started(chan, pid, 0, SBX_STAGE_NONE);

@@ -63,7 +63,7 @@ typedef struct sbx_rootfs_plan {
     int layer_img_fd;          /* on-disk layer: its ext4 image, else -1 */
     char empty_dir[PATH_MAX];
     uint64_t disk_bytes;
-    uint32_t uid_base;
+    uint32_t uid_base, uid_count;
     char user_home[64];        /* "home/<name>" of the uid-1000 account, relative to the root */
     char hostname[65];
     const sbx_gpu_plan *gpu;   /* NULL: no GPU; else its own mapping, like this plan */
@@ -79,9 +79,17 @@ typedef struct sbx_rootfs_plan {
 /* Checks volumes and fills plan->vol (sorted parents first). */
 int sbx_rootfs_plan_volumes(sbx_rootfs_plan *plan, const sbx_volume *v, size_t n, sbx_err *err);
 /* Child side, in the new mount+pid namespaces, still host root: builds the
- * root at plan->stage and pivots into it. On failure returns -errno and
- * names the step in *what. Allocates nothing. */
+ * root at plan->stage. On failure returns -errno and names the step in
+ * *what. Allocates nothing. */
 int sbx_rootfs_build(const sbx_rootfs_plan *plan, const char **what);
+/* Then: pivots into it (the old root stays stacked on the new one). */
+int sbx_rootfs_enter(const sbx_rootfs_plan *plan, const char **what);
+/* Then: starts the detach of the old root in a helper task; its pid, 0 if
+ * done here, or -errno. Until sbx_rootfs_finish, look up only paths below
+ * / (and make no user namespace: the kernel counts us as chrooted). */
+pid_t sbx_rootfs_detach(void);
+/* Waits for that detach and enters /. 0 or -errno with *what set. */
+int sbx_rootfs_finish(pid_t detacher, const char **what);
 /* Devices cgroup rules for the standard /dev nodes build_dev makes (and
  * devpts), appended to out after *n; -1 if cap is exceeded. */
 int sbx_rootfs_dev_rules(sbx_cg_dev_rule *out, int *n, int cap);
@@ -96,9 +104,9 @@ int sbx_become(uint32_t uid, uint32_t gid);
 /* ---- init.c: the sandbox's pid 1 ---- */
 /* Messages on the control socket (SOCK_SEQPACKET). */
 enum {
-    SBX_MSG_NETNS = 1,   /* host -> child: the network namespace to enter (fd) */
-    SBX_MSG_USERNS,      /* child -> host: userns made, write the id maps */
-    SBX_MSG_MAPPED,      /* host -> child: maps written */
+    SBX_MSG_NETNS = 1,   /* host -> child: the network ns to enter (fd) */
+    SBX_MSG_USERNS,      /* child -> host (GPU sandboxes): root built, restrict the devices */
+    SBX_MSG_MAPPED,      /* host -> child: devices restricted */
     SBX_MSG_READY,       /* child -> host: init loop running */
     SBX_MSG_ERROR,       /* child -> host: setup failed (text follows) */
     SBX_MSG_EXEC,        /* host -> init: start a command (fds attached) */
@@ -107,6 +115,7 @@ enum {
     SBX_MSG_SIGNAL,      /* host -> init: signal an exec's process group */
     SBX_MSG_FSOP,        /* host -> init: a file operation as a user (channel fd attached) */
     SBX_MSG_FSRES,       /* init's helper -> host (channel): errno, maybe an fd */
+    SBX_MSG_CGROUPS,     /* host -> child: lock held (fd), cgroups made and joined */
 };
 
 struct sbx_msg_hdr {
@@ -199,7 +208,18 @@ struct sbx_sandbox {
     char user_name[SBX_USER_NAME_MAX + 1]; /* the uid-1000 account */
     char user_home[SBX_USER_NAME_MAX + 8]; /* "/home/<user_name>" */
     bool dead;
+    bool reap_wanted;          /* spec->one_shot, until the reaper is started */
+    int reaper_go;             /* reaper's socket: a byte means "destroy"; -1: no reaper */
+    bool ready_pending;        /* one_shot: init's READY (or ERROR) not read yet */
 };
+
+/* sandbox.c: forks the reaper of a one_shot sandbox (best effort: without
+ * one, destroy waits as usual). */
+void sbx_reaper_start(sbx_sandbox *sb);
+/* sandbox.c: for a one_shot sandbox whose init is gone before it was
+ * heard from: fills err with why its setup failed and returns -1; 0 if
+ * setup had succeeded (or was waited for). */
+int sbx_setup_failed(sbx_sandbox *sb, sbx_err *err);
 
 /* exec.c: credentials, home and name of a "user" argument in sb. */
 int sbx_parse_user(const sbx_sandbox *sb, const char *user, uint32_t *uid, uint32_t *gid, const char **home,

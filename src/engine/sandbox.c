@@ -1,18 +1,22 @@
 /* Sandbox lifecycle: create (cgroups, namespaces, root, user mapping),
  * destroy (kill, reap, remove), stats.
  *
- * create() clones the sandbox's first process into new pid, mount, net,
- * uts and ipc namespaces. That child, still host root but already in the
- * sandbox's cgroups, builds the root filesystem and pivots into it, then
- * unshares a user namespace (with a cgroup namespace) and asks the host to
- * map root inside to an unprivileged host uid range. From then on it holds
- * no privilege on the host, and it stays as the sandbox's init (init.c).
+ * create() clones the sandbox's first process as pid 1 of a new pid
+ * namespace; it makes its own mount, uts and ipc namespaces and, still
+ * host root, builds the root filesystem, pivots into it and makes the
+ * sandbox's user namespace (root inside mapped to an unprivileged host
+ * uid range). Meanwhile the host makes the network namespace, the lock
+ * and the cgroups and moves the child into them. The child then enters
+ * the network and user namespaces (with a new cgroup namespace): from then
+ * on it holds no privilege on the host, and it stays as the sandbox's
+ * init (init.c).
  */
 #include "internal.h"
 #include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -31,7 +35,9 @@
 struct child_args {
     const sbx_rootfs_plan *plan;
     int ctl;              /* child's end of the control socket */
-    int lock_fd;
+    bool split;           /* host and child on different CPUs (see the clone) */
+    cpu_set_t cpus;       /* the host's own mask, to go back to */
+    cpu_set_t others;     /* it without the host's CPU */
 };
 
 static void __attribute__((noreturn)) child_error(int ctl, const char *what, int e)
@@ -40,6 +46,17 @@ static void __attribute__((noreturn)) child_error(int ctl, const char *what, int
     snprintf(m.text, sizeof(m.text), "%s", what);
     sbx_msg_send(ctl, &m, sizeof(m), NULL, 0);
     _exit(1);
+}
+
+/* Receives a message of type `want` carrying exactly one fd. */
+static int recv_fd(int ctl, uint32_t want, int *fd)
+{
+    _Alignas(8) char buf[sizeof(struct sbx_msg_hdr)];
+    int nfd = 1;
+    ssize_t n = sbx_msg_recv(ctl, buf, sizeof(buf), fd, &nfd);
+    if (n < (ssize_t)sizeof(buf) || nfd != 1 || ((struct sbx_msg_hdr *)buf)->type != want)
+        return -1;
+    return 0;
 }
 
 static int recv_type(int fd, uint32_t want)
@@ -58,7 +75,6 @@ static void hide_cmdline(const char *title)
 {
     char buf[1024];
     size_t len;
-    prctl(PR_SET_NAME, title, 0, 0, 0);
     if (sbx_read_file("/proc/self/stat", buf, sizeof(buf), &len) < 0)
         return;
     char *p = strrchr(buf, ')');
@@ -76,17 +92,83 @@ static void hide_cmdline(const char *title)
     memcpy(start, title, tl);
 }
 
+/* proc: where the sandbox's /proc is mounted (its pid namespace's). */
+static int write_id_maps(const char *proc, pid_t pid, uint32_t base, uint32_t count)
+{
+    char path[PATH_MAX], map[64];
+    snprintf(map, sizeof(map), "0 %u %u\n", base, count);
+    static const char *const files[] = {"uid_map", "gid_map"};
+    for (int i = 0; i < 2; i++) {
+        if (sbx_pathf(path, sizeof(path), "%s/proc/%d/%s", proc, (int)pid, files[i]) < 0)
+            return -ENAMETOOLONG;
+        int r = sbx_write_str(path, map);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* The sandbox's user namespace, made by the child once its root is built
+ * (still host root, with the sandbox's /proc mounted under root), id maps written,
+ * so that dropping into it is a setns instead of a round trip to the host
+ * (unshare, ask for the maps, wait). A helper task is cloned into a new
+ * user namespace only to create it and exits at once; its /proc files
+ * (a zombie's stay until it is reaped) give the namespace and its map
+ * files. CLONE_VM: nothing is copied; exit signal 0: reaped here only.
+ * The namespace is owned by host root and its parent is the host's, as
+ * when the child unshared it itself. Returns its fd or -errno. */
+static int helper_exit(void *arg)
+{
+    (void)arg;
+    syscall(SYS_exit, 0); /* the bare syscall: nothing of libc's exit path */
+    return 0;
+}
+
+static int make_userns(const char *root, uint32_t base, uint32_t count, const char **what)
+{
+    _Alignas(16) char stack[4096];
+    pid_t pid = clone(helper_exit, stack + sizeof(stack), CLONE_NEWUSER | CLONE_VM, NULL);
+    if (pid < 0) {
+        *what = "create user namespace";
+        return -errno;
+    }
+    char path[PATH_MAX];
+    int fd = -1, r = sbx_pathf(path, sizeof(path), "%s/proc/%d/ns/user", root, (int)pid);
+    if (r == 0 && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        r = -errno;
+    *what = "open user namespace";
+    if (r == 0 && (r = write_id_maps(root, pid, base, count)) < 0) {
+        *what = "write uid/gid map";
+        close(fd);
+    }
+    /* Waiting lets it run here; its stack is this frame's. */
+    while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR) {
+    }
+    return r < 0 ? r : fd;
+}
+
 /* Runs in the cloned child. Allocates nothing (see init.c). */
 static void __attribute__((noreturn)) child_main(const struct child_args *a)
 {
     int ctl = a->ctl, r;
     const char *what = "";
 
+    /* Off the host's CPU, if the host has not moved us yet (see the
+     * clone); the mask is put back once the root is built. */
+    bool moved = a->split && sched_setaffinity(0, sizeof(a->others), &a->others) == 0;
     /* The sandbox lives only as long as whoever created it. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    /* The mount, uts and ipc namespaces are made here rather than by the
+     * clone: copying the host's mount table and setting up an ipc
+     * namespace then cost this child, which has time to spare while the
+     * host makes the network namespace and the cgroups, instead of the
+     * host before it can start on those. Nothing has run in the old ones. */
+    if (unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC) < 0)
+        child_error(ctl, "unshare mount, uts and ipc namespaces", errno);
     /* Not dumpable: the sandbox's processes may not ptrace init or open
      * its /proc entries, which lead to the host's sbx binary. */
     prctl(PR_SET_DUMPABLE, 0);
+    prctl(PR_SET_NAME, "sbx-init", 0, 0, 0);
     /* /proc/1/cmdline is readable inside: show a name, not the host's
      * command line (which names host paths). */
     hide_cmdline("sbx-init");
@@ -97,28 +179,55 @@ static void __attribute__((noreturn)) child_main(const struct child_args *a)
         child_error(ctl, "sethostname", errno);
     if ((r = sbx_rootfs_build(pl, &what)) < 0)
         child_error(ctl, what, -r);
+    /* The user namespace to drop into, made here while the host still
+     * works on the network namespace and the cgroups (see make_userns);
+     * its helper starts on this CPU, as the mask still says. Before the
+     * pivot: the kernel refuses a user namespace to a chrooted process,
+     * as which it counts us until the old root is detached. */
+    int userfd = make_userns(pl->stage, pl->uid_base, pl->uid_count, &what);
+    if (userfd < 0)
+        child_error(ctl, what, -userfd);
+    if ((r = sbx_rootfs_enter(pl, &what)) < 0)
+        child_error(ctl, what, -r);
+    pid_t detacher = sbx_rootfs_detach();
+    if (moved)
+        sched_setaffinity(0, sizeof(a->cpus), &a->cpus);
+    bool gpu = pl->gpu != NULL;
     if (pl->gpu)
         munmap((void *)pl->gpu, sizeof(*pl->gpu));
     munmap((void *)pl, sizeof(*pl));
 
-    /* The network namespace, made meanwhile by the host (netns_thread).
-     * The host has also moved us into the sandbox's cgroups by then, so
-     * the cgroup namespace below is rooted at them. */
-    _Alignas(8) char nbuf[sizeof(struct sbx_msg_hdr)];
-    int netfd = -1, nfd = 1;
-    if (sbx_msg_recv(ctl, nbuf, sizeof(nbuf), &netfd, &nfd) < (ssize_t)sizeof(nbuf) || nfd != 1 ||
-        ((struct sbx_msg_hdr *)nbuf)->type != SBX_MSG_NETNS)
+    /* The network namespace the host made meanwhile (sent as soon as it
+     * is made: lo is brought up here, while the host makes the cgroups). */
+    int netfd = -1, lock_fd = -1;
+    if (recv_fd(ctl, SBX_MSG_NETNS, &netfd) < 0)
         _exit(1);
     if (setns(netfd, CLONE_NEWNET) < 0)
         child_error(ctl, "enter network namespace", errno);
     close(netfd);
-
-    /* Drop host root: a new user namespace, mapped by the host below. */
-    if (unshare(CLONE_NEWUSER | CLONE_NEWCGROUP) < 0)
-        child_error(ctl, "unshare user namespace", errno);
-    struct sbx_msg_hdr h = {SBX_MSG_USERNS, 0};
-    if (sbx_msg_send(ctl, &h, sizeof(h), NULL, 0) < 0 || recv_type(ctl, SBX_MSG_MAPPED) < 0)
+    if ((r = sbx_net_lo_up()) < 0)
+        child_error(ctl, "bring up lo", -r);
+    /* Then the liveness lock: the host holds it and has made the cgroups
+     * and moved us into them, so the cgroup namespace below is rooted at
+     * them. */
+    if (recv_fd(ctl, SBX_MSG_CGROUPS, &lock_fd) < 0)
         _exit(1);
+    /* The old root is gone before anything else happens. */
+    if ((r = sbx_rootfs_finish(detacher, &what)) < 0)
+        child_error(ctl, what, -r);
+    /* A GPU sandbox's devices cgroup is restricted by the host once the
+     * root is built (binding the GPU nodes, mknod needed no rule). */
+    struct sbx_msg_hdr h = {SBX_MSG_USERNS, 0};
+    if (gpu && (sbx_msg_send(ctl, &h, sizeof(h), NULL, 0) < 0 || recv_type(ctl, SBX_MSG_MAPPED) < 0))
+        _exit(1);
+
+    /* Drop host root: into the sandbox's user namespace (root inside is
+     * an unprivileged host uid), then a cgroup namespace owned by it. */
+    if (setns(userfd, CLONE_NEWUSER) < 0)
+        child_error(ctl, "enter user namespace", errno);
+    close(userfd);
+    if (unshare(CLONE_NEWCGROUP) < 0)
+        child_error(ctl, "unshare cgroup namespace", errno);
     if (sbx_become(0, 0) < 0)
         child_error(ctl, "become root in the user namespace", errno);
     /* Empty the bounding set once here: nothing exec'd in this sandbox can
@@ -134,7 +243,7 @@ static void __attribute__((noreturn)) child_main(const struct child_args *a)
         dup2(nul, i);
     /* Keep exactly: 0-2 (/dev/null), 3 (control), 4 (the liveness lock). */
     /* Via high numbers first: either fd may already sit on 3 or 4. */
-    int hctl = fcntl(ctl, F_DUPFD_CLOEXEC, 64), hlock = fcntl(a->lock_fd, F_DUPFD_CLOEXEC, 64);
+    int hctl = fcntl(ctl, F_DUPFD_CLOEXEC, 64), hlock = fcntl(lock_fd, F_DUPFD_CLOEXEC, 64);
     if (hctl < 0 || hlock < 0 || dup3(hctl, 3, O_CLOEXEC) < 0 || dup3(hlock, 4, O_CLOEXEC) < 0)
         child_error(ctl, "arrange fds", errno);
     syscall(SYS_close_range, 5u, ~0u, 0u);
@@ -144,51 +253,48 @@ static void __attribute__((noreturn)) child_main(const struct child_args *a)
     sbx_init_main(3);
 }
 
-/* The sandbox's network namespace is made by a helper thread while the
- * child builds the root: creating one is the largest single cost of a
- * launch (~0.4 ms of per-protocol setup in the kernel) and needs nothing
- * from the child, so on two cores it comes for free. */
-struct netns_job {
-    int fd;
-    int err;
-    const char *what;
-};
-
-static void *netns_thread(void *arg)
+/* The sandbox's network namespace, made by the host while the child
+ * builds the root: creating one is the largest single cost of a launch
+ * (~0.35 ms of per-protocol setup in the kernel) and needs nothing from
+ * the child. The calling thread enters it for that (a netns is per
+ * thread), keeps an fd to it, and goes back to its own: a helper thread
+ * would cost its creation and a wake-up on the other CPU (~50 us each in
+ * a VM), and on two CPUs the child, this thread and a helper would
+ * compete for them. 0 or -errno, with *what set. */
+static int make_netns(int *out, const char **what)
 {
-    struct netns_job *j = arg;
-    int r;
-    if (unshare(CLONE_NEWNET) < 0) {
-        j->err = errno, j->what = "create network namespace";
-        return NULL;
+    int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC), r = 0, fd = -1;
+    if (self < 0) {
+        *what = "open own network namespace";
+        return -errno;
     }
-    if ((r = sbx_net_lo_up()) < 0) {
-        j->err = -r, j->what = "bring up lo";
-        return NULL;
+    if (unshare(CLONE_NEWNET) < 0) {
+        *what = "create network namespace";
+        r = -errno;
+        close(self);
+        return r;
     }
     /* The namespace belongs to the host's user namespace, so root inside
      * lacks CAP_NET_BIND_SERVICE in it; open low ports to every user
-     * instead (there is nothing here but lo). /proc/sys/net is this
-     * thread's namespace. */
+     * instead (there is nothing here but lo, which the child brings up).
+     * /proc/sys/net is the calling thread's namespace. */
     sbx_write_str("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0");
-    j->fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (j->fd < 0)
-        j->err = errno, j->what = "open network namespace";
-    return NULL;
-}
-
-static int write_id_maps(pid_t pid, uint32_t base, uint32_t count)
-{
-    char path[64], map[64];
-    snprintf(map, sizeof(map), "0 %u %u\n", base, count);
-    static const char *const files[] = {"uid_map", "gid_map"};
-    for (int i = 0; i < 2; i++) {
-        snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, files[i]);
-        int r = sbx_write_str(path, map);
-        if (r < 0)
-            return r;
+    fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        *what = "open network namespace";
+        r = -errno;
     }
-    return 0;
+    /* Back to our own: staying in the sandbox's would put every socket
+     * this thread makes later there. It cannot fail short of the kernel
+     * running out of memory; carrying on in the wrong namespace is worse
+     * than stopping. */
+    if (setns(self, CLONE_NEWNET) < 0) {
+        fprintf(stderr, "sbx: cannot return to the host's network namespace: %s\n", strerror(errno));
+        abort();
+    }
+    close(self);
+    *out = fd;
+    return r;
 }
 
 bool sbx_valid_user_name(const char *s)
@@ -325,6 +431,49 @@ static bool any_cgroup(const sbx_engine *eng)
     return false;
 }
 
+/* Liveness lock: held by us and by the sandbox's init; a sweep after a
+ * crash finds it free and removes what is left. */
+static int take_lock(const sbx_engine *eng, sbx_sandbox *sb, sbx_err *err)
+{
+    if (sbx_pathf(sb->lock_path, sizeof(sb->lock_path), "%s/%s", eng->lock_dir, sb->id) < 0) {
+        sb->lock_path[0] = '\0';
+        return sbx_fail(err, SBX_E_INVALID, "lock path too long");
+    }
+    /* The lock file appears under its name already locked: made as an
+     * unnamed O_TMPFILE, locked, then linked into place. A sweep never
+     * sees it unlocked, and the link fails if the id is taken. */
+    sb->lock_fd = open(eng->lock_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (sb->lock_fd < 0 || flock(sb->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        sb->lock_path[0] = '\0';
+        return sbx_fail_errno(err, errno, "lock in %s", eng->lock_dir);
+    }
+    char fdpath[64];
+    snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", sb->lock_fd);
+    if (linkat(AT_FDCWD, fdpath, AT_FDCWD, sb->lock_path, AT_SYMLINK_FOLLOW) < 0) {
+        int le = errno;
+        if (le == EEXIST)
+            sbx_fail(err, SBX_E_INVALID, "sandbox id '%s' is already in use", sb->id);
+        else
+            sbx_fail_errno(err, le, "lock %s", sb->lock_path);
+        sb->lock_path[0] = '\0'; /* not ours: do not unlink */
+        return -1;
+    }
+    return 0;
+}
+
+static int make_cgroups(const sbx_engine *eng, sbx_sandbox *sb, const sbx_spec *spec, bool gpu, sbx_err *err)
+{
+    if (!any_cgroup(eng))
+        return 0;
+    /* Each v1 hierarchy joined costs a cgroup migration; cpu ones are
+     * only joined when they limit or account something asked for. */
+    sbx_cg_limits lim = {spec->cpus, spec->memory_mib << 20, spec->pids, gpu, spec->cpus == 0 && !spec->track_cpu};
+    if (sbx_cg_create(&eng->cg, eng->cg_name, sb->id, &lim, &sb->cg, err) < 0)
+        return -1;
+    sb->has_cg = true;
+    return 0;
+}
+
 int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out, sbx_err *err)
 {
     *out = NULL;
@@ -347,7 +496,7 @@ int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out,
     sb->eng = eng;
     sb->uid_base = eng->uid_base;
     sb->uid_count = eng->uid_count;
-    sb->ctl_fd = sb->lock_fd = -1;
+    sb->ctl_fd = sb->lock_fd = sb->reaper_go = -1;
     sb->init_pid = -1;
     snprintf(sb->user_name, sizeof(sb->user_name), "%s", spec->user_name ? spec->user_name : "user");
     snprintf(sb->user_home, sizeof(sb->user_home), "/home/%s", sb->user_name);
@@ -386,58 +535,14 @@ int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out,
         snprintf(pl->layer_dir, sizeof(pl->layer_dir), "%s", spec->layer_dir);
     }
     pl->uid_base = eng->uid_base;
+    pl->uid_count = eng->uid_count;
     snprintf(pl->hostname, sizeof(pl->hostname), "%s", spec->hostname ? spec->hostname : "sbx");
 
-    /* Liveness lock: held by us and by the sandbox's init; a sweep after a
-     * crash finds it free and removes what is left. */
-    if (sbx_pathf(sb->lock_path, sizeof(sb->lock_path), "%s/%s", eng->lock_dir, sb->id) < 0) {
-        sbx_fail(err, SBX_E_INVALID, "lock path too long");
-        goto fail;
-    }
-    /* The lock file appears under its name already locked: made as an
-     * unnamed O_TMPFILE, locked, then linked into place. A sweep never
-     * sees it unlocked, and the link fails if the id is taken. */
-    sb->lock_fd = open(eng->lock_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (sb->lock_fd < 0 || flock(sb->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-        sbx_fail_errno(err, errno, "lock in %s", eng->lock_dir);
-        sb->lock_path[0] = '\0';
-        goto fail;
-    }
-    char fdpath[64];
-    snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", sb->lock_fd);
-    if (linkat(AT_FDCWD, fdpath, AT_FDCWD, sb->lock_path, AT_SYMLINK_FOLLOW) < 0) {
-        int le = errno;
-        if (le == EEXIST)
-            sbx_fail(err, SBX_E_INVALID, "sandbox id '%s' is already in use", sb->id);
-        else
-            sbx_fail_errno(err, le, "lock %s", sb->lock_path);
-        sb->lock_path[0] = '\0'; /* not ours: do not unlink */
-        goto fail;
-    }
-
+    /* Before the clone: the child's plan names the GPUs' files. */
     if (spec->gpu && *spec->gpu) {
         if (gpu_prepare(eng, sb, spec->gpu, &gs, err) < 0)
             goto fail;
         pl->gpu = gs->plan;
-    }
-
-    if (any_cgroup(eng)) {
-        sbx_cg_limits lim = {spec->cpus, spec->memory_mib << 20, spec->pids, gs != NULL};
-        /* Each v1 hierarchy joined costs a cgroup migration; cpu ones are
-         * only joined when they limit or account something asked for. */
-        sbx_cg_layout *l = malloc(sizeof(*l));
-        if (!l) {
-            sbx_fail(err, SBX_E_SYSTEM, "out of memory");
-            goto fail;
-        }
-        *l = eng->cg;
-        if (spec->cpus == 0 && !spec->track_cpu)
-            l->ver[SBX_CG_CPU] = l->ver[SBX_CG_CPUACCT] = SBX_CG_NONE;
-        int r = sbx_cg_create(l, eng->cg_name, sb->id, &lim, &sb->cg, err);
-        free(l);
-        if (r < 0)
-            goto fail;
-        sb->has_cg = true;
     }
 
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, socks) < 0) {
@@ -449,53 +554,79 @@ int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out,
     setsockopt(socks[0], SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof(big));
     setsockopt(socks[1], SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof(big));
 
-    struct netns_job job = {-1, 0, NULL};
-    pthread_t th;
-    int te = pthread_create(&th, NULL, netns_thread, &job);
-    if (te) {
-        sbx_fail_errno(err, te, "start network namespace thread");
-        goto fail;
+    /* Host and child each have ~0.5 ms of setup to do, in parallel on two
+     * CPUs. Left alone, the scheduler starts the child on our CPU and may
+     * let it preempt us, or leave it queued behind us, either way with the
+     * other CPU idle. So the child goes to another CPU from the start: we
+     * pin ourselves here (the child inherits the pin) and move it before
+     * it runs, or it moves itself first thing if it ran before us. */
+    struct child_args ca = {pl, socks[1], false, {{0}}, {{0}}};
+    int here = sched_getcpu();
+    if (here >= 0 && here < CPU_SETSIZE && sbx_pin_here(&ca.cpus)) {
+        ca.others = ca.cpus;
+        CPU_CLR(here, &ca.others);
+        ca.split = true;
     }
-    struct child_args ca = {pl, socks[1], sb->lock_fd};
-    /* Raw clone without CLONE_VM behaves like fork but takes namespace
+    /* The child is cloned first, as pid 1 of a new pid namespace (its
+     * other namespaces it makes itself, see child_main): building its root
+     * is the longest part of a launch, and the namespaces it joins later,
+     * the lock and the cgroups are made meanwhile. It waits for them
+     * (NETNS) before it drops host root or runs anything of the sandbox's.
+     * Raw clone without CLONE_VM behaves like fork but takes namespace
      * flags, and runs no atfork handlers (see init.c). */
-    long pid = syscall(SYS_clone, (unsigned long)(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD),
-                       0UL, NULL, NULL, 0UL);
+    long pid = syscall(SYS_clone, (unsigned long)(CLONE_NEWPID | SIGCHLD), 0UL, NULL, NULL, 0UL);
     if (pid == 0) {
         close(socks[0]);
         child_main(&ca);
     }
     int clone_errno = errno;
-    /* Join the child to its cgroups from here, while it builds its root:
-     * a v1 migration costs ~0.1 ms that need not be on its path. */
-    int join_err = pid > 0 && sb->has_cg ? sbx_cg_join_pid(&sb->cg, (pid_t)pid) : 0;
-    pthread_join(th, NULL);
+    if (ca.split) {
+        if (pid > 0)
+            sched_setaffinity((pid_t)pid, sizeof(ca.others), &ca.others);
+        sbx_unpin(&ca.cpus);
+    }
     close(socks[1]);
     socks[1] = -1;
     if (pid < 0) {
-        if (job.fd >= 0)
-            close(job.fd);
         sbx_fail_errno(err, clone_errno, "clone sandbox");
         goto fail;
     }
     sb->init_pid = (pid_t)pid;
     sb->ctl_fd = socks[0];
     socks[0] = -1;
-    if (join_err < 0 || job.err) {
-        if (job.fd >= 0)
-            close(job.fd);
-        if (join_err < 0)
-            sbx_fail_errno(err, -join_err, "sandbox setup: join cgroups");
-        else
-            sbx_fail_errno(err, job.err, "sandbox setup: %s", job.what);
-        goto fail;
-    }
-    struct sbx_msg_hdr nm = {SBX_MSG_NETNS, 0};
-    sbx_msg_send(sb->ctl_fd, &nm, sizeof(nm), &job.fd, 1); /* a failure shows below */
-    close(job.fd);
 
-    /* Handshake: USERNS -> write maps -> MAPPED -> READY, or an ERROR. */
-    for (;;) {
+    /* While the child builds its root: its network namespace (sent at
+     * once), the lock, the cgroups (lock first: the sweep relies on that order),
+     * and its move into them (a v1 migration costs ~0.1 ms that need not
+     * be on its path). */
+    int netfd = -1;
+    const char *what = "";
+    int r = make_netns(&netfd, &what);
+    if (r < 0) {
+        sbx_fail_errno(err, -r, "sandbox setup: %s", what);
+    } else {
+        struct sbx_msg_hdr nm = {SBX_MSG_NETNS, 0};
+        sbx_msg_send(sb->ctl_fd, &nm, sizeof(nm), &netfd, 1); /* a failure shows below */
+        close(netfd);
+        r = take_lock(eng, sb, err);
+    }
+    if (r == 0)
+        r = make_cgroups(eng, sb, spec, gs != NULL, err);
+    if (r == 0 && sb->has_cg && (r = sbx_cg_join_pid(&sb->cg, sb->init_pid)) < 0)
+        sbx_fail_errno(err, -r, "sandbox setup: join cgroups");
+    if (r == 0) {
+        struct sbx_msg_hdr cm = {SBX_MSG_CGROUPS, 0};
+        sbx_msg_send(sb->ctl_fd, &cm, sizeof(cm), &sb->lock_fd, 1); /* a failure shows below */
+    }
+    if (r < 0)
+        goto fail;
+
+    /* A GPU sandbox's root is built when it says USERNS: its devices are
+     * restricted to those in its /dev, then it goes on (MAPPED). Then
+     * READY, or an ERROR. A one-shot sandbox is not waited for: its exec
+     * request is on its way meanwhile, and a setup failure shows there. */
+    bool gpu_pending = gs != NULL, want_ready = !spec->one_shot;
+    while (gpu_pending || want_ready) {
         _Alignas(8) char buf[sizeof(struct sbx_msg_error)];
         ssize_t n = sbx_msg_recv(sb->ctl_fd, buf, sizeof(buf), NULL, NULL);
         const struct sbx_msg_hdr *h = (const void *)buf;
@@ -508,31 +639,26 @@ int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out,
             sbx_fail_errno(err, m->err, "sandbox setup: %.*s", (int)sizeof(m->text), m->text);
             goto fail;
         }
-        if (h->type == SBX_MSG_READY)
-            break;
-        if (h->type == SBX_MSG_USERNS) {
-            /* The root is built (binding the GPU nodes, mknod, loop devices
-             * needed no rule); from here the sandbox's devices are only
-             * those in its /dev. */
-            if (gs && sbx_cg_restrict_devices(&sb->cg, gs->rules, gs->nrules, err) < 0)
+        if (h->type == SBX_MSG_READY) {
+            want_ready = gpu_pending = false;
+        } else if (h->type == SBX_MSG_USERNS && gs) {
+            if (sbx_cg_restrict_devices(&sb->cg, gs->rules, gs->nrules, err) < 0)
                 goto fail;
-            int r = write_id_maps(sb->init_pid, eng->uid_base, eng->uid_count);
-            if (r < 0) {
-                sbx_fail_errno(err, -r, "sandbox setup: write uid/gid map");
-                goto fail;
-            }
             struct sbx_msg_hdr m = {SBX_MSG_MAPPED, 0};
             if (sbx_msg_send(sb->ctl_fd, &m, sizeof(m), NULL, 0) < 0) {
                 sbx_fail(err, SBX_E_SYSTEM, "sandbox setup: init exited unexpectedly");
                 goto fail;
             }
+            gpu_pending = false;
         }
     }
+    sb->ready_pending = spec->one_shot;
     if (sb->has_cg)
         sbx_cg_close_fds(&sb->cg);
     if (pl->layer_img_fd >= 0)
         close(pl->layer_img_fd);
     munmap(pl, sizeof(*pl));
+    sb->reap_wanted = spec->one_shot && !gs && !spec->layer_dir;
     gpu_setup_free(gs);
     *out = sb;
     return 0;
@@ -551,6 +677,32 @@ fail:
     return -1;
 }
 
+int sbx_setup_failed(sbx_sandbox *sb, sbx_err *err)
+{
+    if (!sb->ready_pending)
+        return 0;
+    /* init is gone: whatever it said is queued already. */
+    struct pollfd pf = {sb->ctl_fd, POLLIN, 0};
+    while (poll(&pf, 1, 0) > 0) {
+        _Alignas(8) char buf[sizeof(struct sbx_msg_error)];
+        ssize_t n = sbx_msg_recv(sb->ctl_fd, buf, sizeof(buf), NULL, NULL);
+        const struct sbx_msg_hdr *h = (const void *)buf;
+        if (n < (ssize_t)sizeof(*h))
+            break;
+        if (h->type == SBX_MSG_READY) {
+            sb->ready_pending = false;
+            return 0;
+        }
+        if (h->type == SBX_MSG_ERROR) {
+            const struct sbx_msg_error *m = (const void *)buf;
+            sbx_fail_errno(err, m->err, "sandbox setup: %.*s", (int)sizeof(m->text), m->text);
+            return -1;
+        }
+    }
+    sbx_fail(err, SBX_E_SYSTEM, "sandbox setup: init exited unexpectedly");
+    return -1;
+}
+
 const char *sbx_sandbox_id(const sbx_sandbox *sb)
 {
     return sb->id;
@@ -561,10 +713,163 @@ pid_t sbx_sandbox_pid(const sbx_sandbox *sb)
     return sb->init_pid;
 }
 
+/* Closes every fd but the `n` in keep (sorted ascending). */
+static void close_all_but(const int *keep, int n)
+{
+    unsigned lo = 0;
+    for (int i = 0; i < n; i++) {
+        if ((unsigned)keep[i] > lo)
+            syscall(SYS_close_range, lo, (unsigned)keep[i] - 1, 0u);
+        lo = (unsigned)keep[i] + 1;
+    }
+    syscall(SYS_close_range, lo, ~0u, 0u);
+}
+
+/* The reaper of a one_shot sandbox (see engine.h): the creator's exit
+ * does not wait for the teardown of the sandbox's mounts nor for the
+ * removal of its cgroups (together ~0.3 ms here): the reaper holds the
+ * mount namespace, so init's exit leaves that to it, and it removes the
+ * rest once init is gone, holding the lock until then so that a sweep
+ * never races it.
+ *
+ * It is cloned with CLONE_VM, so starting it copies no page tables and
+ * costs the creator no copy-on-write faults afterwards (it starts while
+ * the command does). It uses only its own mapping (this struct and its
+ * stack), which the creator never touches again nor unmaps, and calls
+ * nothing that allocates or locks; the errno it sets is the creator's
+ * thread's, which nothing reads once destroy has returned. Under
+ * AddressSanitizer (whose per-thread state it would share) it is a plain
+ * fork. */
+struct reaper {
+    int go, pidfd, lock_fd, mntfd;
+    bool has_cg;
+    sbx_cgroup cg;
+    char lock_path[PATH_MAX];
+};
+#define REAPER_STACK (64 * 1024)
+
+static int reaper_main(void *arg)
+{
+    struct reaper *rp = arg;
+    /* Never in the way: it runs when the CPU is otherwise idle, so its
+     * wake-up at destroy does not preempt the creator's exit. (The raw
+     * syscall: musl does not implement sched_setscheduler.) */
+    struct sched_param sp = {0};
+    syscall(SYS_sched_setscheduler, 0, SCHED_IDLE, &sp);
+    /* Its own session: a Ctrl-C on the terminal is for the command. */
+    setsid();
+    int keep[4] = {rp->go, rp->pidfd, rp->lock_fd, rp->mntfd};
+    for (int i = 1; i < 4; i++)
+        for (int j = i; j > 0 && keep[j] < keep[j - 1]; j--) {
+            int t = keep[j];
+            keep[j] = keep[j - 1];
+            keep[j - 1] = t;
+        }
+    /* Nothing of the creator's: a reader of its stdout must see EOF when
+     * it exits, and init must see its control socket close. */
+    close_all_but(keep, 4);
+    char c;
+    ssize_t n;
+    do
+        n = read(rp->go, &c, 1);
+    while (n < 0 && errno == EINTR);
+    /* EOF: the creator died without destroying it. PDEATHSIG has killed
+     * init; the cgroups and lock are left for the next sweep, as after a
+     * crash of a creator without a reaper. */
+    if (n != 1)
+        _exit(0);
+    syscall(SYS_pidfd_send_signal, rp->pidfd, SIGKILL, NULL, 0u);
+    struct pollfd pf = {rp->pidfd, POLLIN, 0};
+    while (poll(&pf, 1, -1) < 0 && errno == EINTR) {
+    }
+    /* init has exited: the kernel killed the rest of its pid namespace
+     * first, so the cgroups are empty. The mount namespace outlived it
+     * only through mntfd: its teardown (every mount of the root, an RCU
+     * grace period) happens here, in this close, not in init's exit. The
+     * lock goes only with the cgroups. */
+    close(rp->mntfd);
+    if (!rp->has_cg || sbx_cg_destroy(&rp->cg, NULL) == 0)
+        unlink(rp->lock_path);
+    _exit(0);
+}
+
+void sbx_reaper_start(sbx_sandbox *sb)
+{
+    sb->reap_wanted = false; /* one try */
+    if (sb->init_pid <= 0 || sb->lock_fd < 0 || !sb->lock_path[0])
+        return;
+    size_t size = sizeof(struct reaper) + REAPER_STACK;
+    struct reaper *rp = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (rp == MAP_FAILED)
+        return;
+    int sv[2] = {-1, -1};
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int)sb->init_pid);
+    rp->pidfd = (int)syscall(SYS_pidfd_open, sb->init_pid, 0u);
+    rp->mntfd = open(path, O_RDONLY | O_CLOEXEC);
+    if (rp->pidfd < 0 || rp->mntfd < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        if (rp->pidfd >= 0)
+            close(rp->pidfd);
+        if (rp->mntfd >= 0)
+            close(rp->mntfd);
+        munmap(rp, size);
+        return;
+    }
+    rp->go = sv[0];
+    rp->lock_fd = sb->lock_fd;
+    rp->has_cg = sb->has_cg;
+    rp->cg = sb->cg;
+    memcpy(rp->lock_path, sb->lock_path, sizeof(rp->lock_path));
+    /* On our CPU, not the command's (the reaper keeps the pin: it only
+     * waits, then removes a few dirs). */
+    cpu_set_t cpus;
+    bool pinned = sbx_pin_here(&cpus);
+#if defined(__SANITIZE_ADDRESS__)
+    const int vm = 0;
+#else
+    const int vm = CLONE_VM;
+#endif
+    pid_t pid = clone(reaper_main, (char *)rp + size, vm | SIGCHLD, rp);
+    if (pinned)
+        sbx_unpin(&cpus);
+    close(sv[0]);
+    close(rp->pidfd);
+    close(rp->mntfd);
+    if (pid < 0) {
+        close(sv[1]);
+        munmap(rp, size);
+        return;
+    }
+    sb->reaper_go = sv[1]; /* rp stays mapped: the reaper lives in it */
+}
+
 void sbx_sandbox_destroy(sbx_sandbox *sb)
 {
     if (!sb)
         return;
+    if (sb->reaper_go >= 0) {
+        /* init is reaped here (left to the host's pid 1 it would stay a
+         * zombie until that reaps, up to ~1 s on some hosts); its exit is
+         * quick as the reaper holds its mount namespace, whose teardown is
+         * most of the cost. The reaper removes the rest. */
+        if (sb->init_pid > 0) {
+            kill(sb->init_pid, SIGKILL);
+            while (waitpid(sb->init_pid, NULL, 0) < 0 && errno == EINTR) {
+            }
+        }
+        send(sb->reaper_go, "x", 1, MSG_NOSIGNAL);
+        close(sb->reaper_go);
+        if (sb->ctl_fd >= 0)
+            close(sb->ctl_fd);
+        if (sb->lock_fd >= 0)
+            close(sb->lock_fd); /* the reaper holds the lock until it is done */
+        for (size_t i = 0; sb->env && sb->env[i]; i++)
+            free(sb->env[i]);
+        free(sb->env);
+        pthread_mutex_destroy(&sb->send_lock);
+        free(sb);
+        return;
+    }
     if (sb->init_pid > 0) {
         /* Killing a pid namespace's init kills every process in it; the
          * kernel reaps them all before init's own exit is reported. */

@@ -197,3 +197,20 @@ int sbx_valid_name(const char *s)
     }
     return 1;
 }
+
+bool sbx_pin_here(cpu_set_t *saved)
+{
+    int cpu = sched_getcpu();
+    if (cpu < 0 || cpu >= CPU_SETSIZE || sched_getaffinity(0, sizeof(*saved), saved) < 0 || CPU_COUNT(saved) < 2 ||
+        !CPU_ISSET(cpu, saved))
+        return false;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    return sched_setaffinity(0, sizeof(one), &one) == 0;
+}
+
+void sbx_unpin(const cpu_set_t *saved)
+{
+    sched_setaffinity(0, sizeof(*saved), saved);
+}

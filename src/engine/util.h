@@ -2,7 +2,9 @@
 #ifndef SBX_UTIL_H
 #define SBX_UTIL_H
 
+#include <sched.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "sbx/engine.h"
@@ -42,5 +44,11 @@ static inline uint64_t sbx_timeout_ms(double seconds)
 }
 /* A name usable as a sandbox id: [A-Za-z0-9_.-]{1,63}, not starting with '.'. */
 int sbx_valid_name(const char *s);
+/* Pins the calling thread to the CPU it runs on, so that a task it clones
+ * starts there: the scheduler may put a new task on an idle CPU, which in
+ * a VM takes ~0.1 ms to wake, or let it preempt work on the other one.
+ * saved gets the mask to put back with sbx_unpin. false: not pinned. */
+bool sbx_pin_here(cpu_set_t *saved);
+void sbx_unpin(const cpu_set_t *saved);
 
 #endif
