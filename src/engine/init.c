@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_KIDS 1024
@@ -50,6 +51,25 @@ int sbx_become(uint32_t uid, uint32_t gid)
 static pid_t raw_fork(void)
 {
     return (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, 0UL, NULL, NULL, 0UL);
+}
+
+static void reap(void);
+
+/* A job killed at its timeout (a fork bomb, say) gives its pids back only
+ * as its thousands of processes exit and we reap them (they are ours now),
+ * so the next command would meet a full pids cgroup for a moment. Reap and
+ * retry for up to a second before reporting EAGAIN; a sandbox that really
+ * is full still gets its EAGAIN. */
+static pid_t fork_for_command(void)
+{
+    pid_t pid = raw_fork();
+    for (int i = 0; pid < 0 && errno == EAGAIN && i < 200; i++) {
+        reap();
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        pid = raw_fork();
+    }
+    return pid;
 }
 
 struct exec_fail {
@@ -249,7 +269,7 @@ static void handle_exec(size_t len, int *fds, int nfds)
         send_started(chan, 0, errno, SBX_STAGE_FORK);
         goto out;
     }
-    pid_t pid = raw_fork();
+    pid_t pid = fork_for_command();
     if (pid == 0) {
         close(ep[0]);
         exec_child(m, workdir, argv, env, stdio, extra, nextra, ep[1]);

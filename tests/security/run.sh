@@ -32,9 +32,11 @@ for c in "${cases[@]}"; do
         status=1
         continue
     fi
+    t0=$(date +%s.%N)
     out=$(CASE=$c bash "$f" 2>"$TMP/case.err")
     rc=$?
     echo "$out"
+    awk -v a="$t0" -v b="$(date +%s.%N)" -v c="$c" 'BEGIN { printf "# %s: %.1f s\n", c, b - a }'
     if ! grep -q '^ok - \|^not ok - ' <<<"$out" || [ $rc -ne 0 ]; then
         echo "not ok - $c exited with status $rc"
         sed 's/^/#   /' "$TMP/case.err" | tail -5
