@@ -5,7 +5,12 @@
 SAN ?= 0
 ifeq ($(SAN),1)
 BUILD ?= build-asan
-SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+# float-cast-overflow is UB in C that gcc's `undefined` leaves out: a
+# client's huge JSON number turned into an integer (timeouts).
+SANFLAGS := -fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=all
+# Copies sanitizer reports to files (tests/san/report_hook.c); on
+# every link line through LDFLAGS.
+SAN_OBJ := $(BUILD)/tests/san/report_hook.o
 else
 BUILD ?= build
 SANFLAGS :=
@@ -17,7 +22,7 @@ CFLAGS ?= $(OPT) -g
 CFLAGS += -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
           -Wno-unused-parameter -fno-strict-aliasing -MMD -MP $(SANFLAGS) \
           -Iinclude -Isrc/engine -Isrc/server -I$(BUILD)/gen
-LDFLAGS += $(SANFLAGS)
+LDFLAGS += $(SANFLAGS) $(SAN_OBJ)
 
 ENGINE_SRC := $(wildcard src/engine/*.c)
 SERVER_SRC := $(filter-out src/server/main.c,$(wildcard src/server/*.c)) $(wildcard src/proto/*.c) $(wildcard src/client/*.c) $(wildcard src/step/*.c)
@@ -61,6 +66,19 @@ $(REPL_INC): $(BUILD)/tools/embed src/server/repl_driver.py src/server/repl_driv
 	@mkdir -p $(dir $@)
 	{ $< repl_driver_py src/server/repl_driver.py && $< repl_driver_js src/server/repl_driver.js; } > $@.tmp && mv $@.tmp $@
 $(BUILD)/src/server/repl.o: $(REPL_INC)
+
+ifeq ($(SAN),1)
+# Not instrumented itself: it runs inside the sanitizers' reports.
+$(SAN_OBJ): tests/san/report_hook.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c17 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Werror -c $< -o $@
+# LDFLAGS names $(SAN_OBJ) on the link lines.
+$(SBX) $(SBX_SERVER) $(UNIT_BIN) $(BUILD)/bench/idle_mem $(BUILD)/bench/server_bench: $(SAN_OBJ)
+# tests/run.sh runs it first: proof that reports reach its log dir.
+$(BUILD)/tests/san/canary: tests/san/canary.c $(SAN_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) $< -o $@
+all: $(BUILD)/tests/san/canary
+endif
 
 $(BUILD)/%.o: %.c | $(SECCOMP_INC)
 	@mkdir -p $(dir $@)
@@ -120,7 +138,9 @@ test: deps
 	$(MAKE) all
 	tests/run.sh $(BUILD)
 
-asan:
+# The suite against build-asan: every process's ASan/LSan/UBSan report is
+# collected in build-asan/sanitizer-logs and fails the run (tests/run.sh).
+asan: deps
 	$(MAKE) SAN=1 all
 	tests/run.sh build-asan
 
@@ -162,9 +182,9 @@ fuzz_link = $(if $(filter $(1),$(FUZZ_FAKE_REQ)),$(FUZZ_WRAP))
 
 all: $(FUZZ_NAMES:%=$(BUILD)/fuzz/replay_%)
 
-$(BUILD)/fuzz/replay_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/replay_main.o $(FUZZ_SUPPORT) $(LIBSRV) $(LIBSBX)
+$(BUILD)/fuzz/replay_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/replay_main.o $(FUZZ_SUPPORT) $(LIBSRV) $(LIBSBX) $(SAN_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $(filter %.o,$^) $(LIBSRV) $(LIBSBX) -o $@ $(SERVER_LIBS) $(call fuzz_link,$*)
+	$(CC) $(LDFLAGS) $(filter-out $(SAN_OBJ),$(filter %.o,$^)) $(LIBSRV) $(LIBSBX) -o $@ $(SERVER_LIBS) $(call fuzz_link,$*)
 
 $(BUILD)/fuzz/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(FUZZ_SUPPORT) $(LIBSRV) $(LIBSBX)
 	@mkdir -p $(dir $@)

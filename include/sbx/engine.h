@@ -108,6 +108,21 @@ pid_t sbx_sandbox_pid(const sbx_sandbox *sb); /* host pid of the sandbox init */
  * layer_dir is kept). Safe on NULL. */
 void sbx_sandbox_destroy(sbx_sandbox *sb);
 
+/* ---- layer image pool ----------------------------------------------------
+ * Ready ext4 layer images for spec.layer_dir, kept in pool_dir (on the
+ * same filesystem as the layer dirs): a first start whose layer has no
+ * image yet takes one by rename instead of running mkfs on its path. */
+
+/* Ready images of disk_mib in pool_dir. */
+int sbx_layer_pool_count(const char *pool_dir, uint64_t disk_mib);
+/* Makes one more (seconds at worst: run it off any request path). */
+int sbx_layer_pool_add(const char *pool_dir, uint64_t disk_mib, sbx_err *err);
+/* Moves a ready image of disk_mib to <layer_dir>/layer.img unless that
+ * exists: 1 if it did, 0 if not (none ready, or the layer has one). */
+int sbx_layer_pool_claim(const char *pool_dir, uint64_t disk_mib, const char *layer_dir);
+/* Removes pool_dir and everything in it (ready and half-made images). */
+void sbx_layer_pool_clear(const char *pool_dir);
+
 typedef struct sbx_stats {
     uint64_t cpu_usec;     /* cpu time of all processes so far */
     uint64_t memory_bytes; /* current usage */

@@ -27,6 +27,19 @@ int sbx_pathf(char *buf, size_t cap, const char *fmt, ...) __attribute__((format
 uint64_t sbx_now_usec(void);
 /* Strict unsigned decimal parse with range; 0 ok, -1 bad. */
 int sbx_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+/* A timeout in seconds (a client's JSON number) as the engine's
+ * timeout_ms, where 0 means none. Converting a double beyond uint64_t is
+ * undefined behaviour, and deadlines are uint64_t microseconds that a
+ * timeout of 1e16 s would wrap around to an arbitrary time: anything
+ * from 100 years on is no timeout. A positive timeout is at least 1 ms,
+ * not 0 (none). Not positive, or NaN: 0. */
+static inline uint64_t sbx_timeout_ms(double seconds)
+{
+    if (!(seconds > 0) || seconds >= 100 * 365.25 * 86400)
+        return 0;
+    double ms = seconds * 1000;
+    return ms < 1 ? 1 : (uint64_t)ms;
+}
 /* A name usable as a sandbox id: [A-Za-z0-9_.-]{1,63}, not starting with '.'. */
 int sbx_valid_name(const char *s);
 

@@ -187,18 +187,15 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
     return flag == FTW_DP ? rmdir(path) : unlink(path);
 }
 
-/* Stops a claimed sandbox, removes its layer and registry row, and drops
- * the table's reference. */
+/* Deletes a claimed sandbox, its layer and registry row, and drops the
+ * table's reference. */
 static void finish_delete(dt_sandbox *sb, const char *why)
 {
     sbx_server *srv = G.srv;
-    char layer[PATH_MAX];
     sbx_err err = {0};
-    /* Kills its processes (calls in flight return), waits for them. */
-    sbx_server_stop_sandbox(srv, DT_NS, sb->id);
-    if (sbx_server_layer_dir(srv, DT_NS, sb->id, layer, sizeof(layer)) == 0 &&
-        nftw(layer, rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0 && errno != ENOENT)
-        sbx_log(SBX_LOG_WARN, "daytona: remove layer of %s: %s", sb->id, strerror(errno));
+    /* Its processes die and its layer leaves now; the unmount and the
+     * removal finish in the background (server.c), off this request. */
+    sbx_server_delete_sandbox(srv, DT_NS, sb->id);
     if (sbx_reg_delete(srv->reg, DT_NS, sb->id, &err) < 0)
         sbx_log(SBX_LOG_WARN, "daytona: registry row of %s: %s", sb->id, err.msg);
     sbx_log(SBX_LOG_INFO, "daytona: sandbox %s deleted (%s)", sb->id, why);
@@ -416,6 +413,8 @@ int sbx_daytona_init(sbx_server *srv, sbx_err *err)
     sbx_reg_rows_free(rows, n);
     if (loaded)
         sbx_log(SBX_LOG_INFO, "daytona: %zu sandbox(es) of an earlier run, stopped", loaded);
+    /* Most creates take the default disk: their layer images come ready. */
+    sbx_server_pool_size(srv, (uint64_t)DEFAULT_DISK_GIB * 1024);
     int r = pthread_create(&G.reaper, NULL, reaper_main, NULL);
     if (r != 0)
         return sbx_fail_errno(err, r, "daytona: start reaper thread");

@@ -636,7 +636,7 @@ static int m_command_run(sbx_server *srv, json_t *params, json_t **result, sbx_r
         .stderr_fd = -1,
         .signal_fd = -1,
         .capture_max = 1, /* the lines above are the capture */
-        .timeout_ms = (uint64_t)(timeout * 1000),
+        .timeout_ms = sbx_timeout_ms(timeout),
         .on_output = on_output,
         .ud = &L,
     };
@@ -726,7 +726,7 @@ static int m_repl_run(sbx_server *srv, json_t *params, json_t **result, sbx_rpc_
     /* A streamed call whose client goes away interrupts its code (as a
      * timeout does; tests/security/client_disconnect_stream.sh). */
     struct pollfd gone = {sbx_rpc_stream_client_fd(), POLLRDHUP, 0};
-    sbx_repl_run_opts ro = {.timeout_ms = (uint64_t)(timeout * 1000), .cancel = &gone, .n_cancel = gone.fd >= 0};
+    sbx_repl_run_opts ro = {.timeout_ms = sbx_timeout_ms(timeout), .cancel = &gone, .n_cancel = gone.fd >= 0};
     if (sbx_server_repl_exec(l, lang, json_string_value(jc), SBX_REPL_ECHO, &ro, on_repl_output, &L, &res, &fresh,
                              &err) < 0) {
         flush_lines(&L);

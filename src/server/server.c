@@ -11,16 +11,21 @@
 #include <openssl/rand.h>
 
 #include <errno.h>
+#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #define MAX_BODY (32u << 20)
 #define SHUTDOWN_GRACE_MS 5000
+#define POOL_WANT 3 /* ready layer images per size: a burst of creates outruns one mkfs at a time */
 
 /* ---- the spawner thread ------------------------------------------------ */
 
@@ -229,6 +234,16 @@ int sbx_live_ext_set(sbx_live *l, const char *key, void *data, void (*free_fn)(v
     return x ? 0 : -1;
 }
 
+/* Whether the sandbox's init has ended on its own (the kernel's OOM
+ * killer picks it when tmpfs pages fill the memory limit, say). WNOWAIT:
+ * it stays a zombie for sbx_sandbox_destroy to reap. */
+static bool init_exited(const sbx_live *l)
+{
+    siginfo_t si;
+    memset(&si, 0, sizeof(si));
+    return waitid(P_PID, (id_t)sbx_sandbox_pid(l->sb), &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid != 0;
+}
+
 static sbx_live *find_live(sbx_server *srv, const char *ns, const char *name)
 {
     for (sbx_live *l = srv->live; l; l = l->next)
@@ -237,10 +252,16 @@ static sbx_live *find_live(sbx_server *srv, const char *ns, const char *name)
     return NULL;
 }
 
+static void sweep_dead_locked(sbx_server *srv);
+
 sbx_live *sbx_server_acquire(sbx_server *srv, const char *ns, const char *name)
 {
     pthread_mutex_lock(&srv->lock);
     sbx_live *l = find_live(srv, ns, name);
+    if (l && init_exited(l)) {
+        sweep_dead_locked(srv);
+        l = find_live(srv, ns, name); /* still there only if its teardown could not be queued */
+    }
     if (l)
         l->refs++;
     pthread_mutex_unlock(&srv->lock);
@@ -255,11 +276,17 @@ void sbx_server_release(sbx_server *srv, sbx_live *l)
     pthread_mutex_unlock(&srv->lock);
 }
 
+static bool pending_teardown_locked(sbx_server *srv, const char *ns, const char *name);
+static void pool_claim(sbx_server *srv, uint64_t disk_mib, const char *layer_dir, const char *ns, const char *name);
+
 int sbx_server_start_sandbox(sbx_server *srv, const char *ns, const char *name, const sbx_sandbox_conf *conf,
                              sbx_err *err)
 {
     pthread_mutex_lock(&srv->start_lock);
     pthread_mutex_lock(&srv->lock);
+    /* The engine id, cgroups and lock of a deleted incarnation go first. */
+    while (pending_teardown_locked(srv, ns, name))
+        pthread_cond_wait(&srv->cond, &srv->lock);
     bool running = find_live(srv, ns, name) != NULL;
     pthread_mutex_unlock(&srv->lock);
     if (running) {
@@ -318,6 +345,8 @@ int sbx_server_start_sandbox(sbx_server *srv, const char *ns, const char *name, 
         sbx_fail(err, SBX_E_SYSTEM, "this server runs without the sandbox engine (no_engine)");
         goto out;
     }
+    if (spec.layer_dir)
+        pool_claim(srv, conf->disk_mib ? conf->disk_mib : SBX_DEFAULT_DISK_MIB, layer, ns, name);
     if (spawn(srv, &spec, &l->sb, err) < 0)
         goto out;
     l->wall_mark_usec = sbx_now_usec();
@@ -340,7 +369,9 @@ out:
     return rc;
 }
 
-static void stop_live(sbx_server *srv, sbx_live *l)
+/* mark_stopped: the registry row stays and is marked stopped (a delete
+ * removes the row instead). */
+static void stop_live(sbx_server *srv, sbx_live *l, bool mark_stopped)
 {
     /* Calls in flight end when the sandbox's processes die; then it goes. */
     pthread_mutex_lock(&srv->lock);
@@ -362,7 +393,8 @@ static void stop_live(sbx_server *srv, sbx_live *l)
     }
     l->ext = NULL;
     sbx_sandbox_destroy(l->sb);
-    sbx_reg_set_status(srv->reg, l->ns, l->name, "stopped", 0, NULL);
+    if (mark_stopped)
+        sbx_reg_set_status(srv->reg, l->ns, l->name, "stopped", 0, NULL);
     sbx_log(SBX_LOG_INFO, "sandbox %s/%s stopped", l->ns, l->name);
     free_live(l);
 }
@@ -381,7 +413,260 @@ int sbx_server_stop_sandbox(sbx_server *srv, const char *ns, const char *name)
         }
     pthread_mutex_unlock(&srv->lock);
     if (l)
-        stop_live(srv, l);
+        stop_live(srv, l, true);
+    pthread_mutex_unlock(&srv->start_lock);
+    return l != NULL;
+}
+
+/* ---- background work: teardowns, then the layer pool ---------------------- */
+
+struct teardown {
+    char ns[64], name[64];
+    sbx_live *live;       /* killed, out of the live table; NULL: not running */
+    bool mark_stopped;    /* it died by itself: its registry row stays, as stopped */
+    char path[PATH_MAX];  /* layer dir to remove (in the trash); "": none */
+    struct teardown *next;
+};
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)ftw;
+    return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+static int rm_tree(const char *path)
+{
+    return nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+static void teardown_run(sbx_server *srv, struct teardown *t)
+{
+    if (srv->teardown_delay_ms)
+        usleep(srv->teardown_delay_ms * 1000u);
+    if (t->live)
+        stop_live(srv, t->live, t->mark_stopped);
+    if (t->path[0] && rm_tree(t->path) < 0)
+        sbx_log(SBX_LOG_WARN, "remove layer of deleted sandbox %s/%s (%s): %s", t->ns, t->name, t->path,
+                strerror(errno));
+}
+
+static bool pending_teardown_locked(sbx_server *srv, const char *ns, const char *name)
+{
+    for (struct teardown *t = srv->teardowns; t; t = t->next)
+        if (strcmp(t->ns, ns) == 0 && strcmp(t->name, name) == 0)
+            return true;
+    return false;
+}
+
+/* A sandbox whose init died by itself is not running any more: it leaves
+ * the live table at once (calls see "not running", lists running:false, a
+ * start makes it anew) and its teardown marks its row stopped. Called with
+ * srv->lock held, from lookups and every second from the teardown thread. */
+static void sweep_dead_locked(sbx_server *srv)
+{
+    if (!srv->bg_running || srv->bg_quit)
+        return; /* the server is closing: it stops every sandbox anyway */
+    for (sbx_live **pp = &srv->live; *pp;) {
+        sbx_live *l = *pp;
+        siginfo_t si;
+        memset(&si, 0, sizeof(si));
+        if (l->stopping ||
+            waitid(P_PID, (id_t)sbx_sandbox_pid(l->sb), &si, WEXITED | WNOHANG | WNOWAIT) < 0 || !si.si_pid) {
+            pp = &l->next;
+            continue;
+        }
+        struct teardown *t = calloc(1, sizeof(*t));
+        if (!t)
+            return; /* tried again at the next sweep */
+        *pp = l->next;
+        l->stopping = true;
+        snprintf(t->ns, sizeof(t->ns), "%s", l->ns);
+        snprintf(t->name, sizeof(t->name), "%s", l->name);
+        t->live = l;
+        t->mark_stopped = true;
+        struct teardown **tail = &srv->teardowns;
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = t;
+        pthread_cond_signal(&srv->teardown_cond);
+        sbx_stats st;
+        sbx_err err = {0};
+        bool oom = sbx_sandbox_stats(l->sb, &st, &err) == 0 && st.oom_kills > 0;
+        char why[160];
+        if (si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED)
+            snprintf(why, sizeof(why), "killed by signal %d", si.si_status);
+        else
+            snprintf(why, sizeof(why), "exited with status %d", si.si_status);
+        sbx_log(SBX_LOG_WARN, "sandbox %s/%s died: its init was %s%s; it is stopped now (start it again to use it)",
+                l->ns, l->name, why, oom ? " (the kernel's OOM killer fired at its memory limit)" : "");
+    }
+}
+
+/* Makes at most one pool image (lock not held): true if there may be more to do. */
+static bool pool_fill_one(sbx_server *srv, const uint64_t *mib, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (sbx_layer_pool_count(srv->pool_dir, mib[i]) >= POOL_WANT)
+            continue;
+        sbx_err err = {0};
+        if (sbx_layer_pool_add(srv->pool_dir, mib[i], &err) < 0) {
+            /* First starts make their own image, as without a pool. */
+            sbx_log(SBX_LOG_WARN, "layer pool: %s; sandboxes make their layer images themselves", err.msg);
+            pthread_mutex_lock(&srv->lock);
+            srv->pool_failed = true;
+            pthread_mutex_unlock(&srv->lock);
+            return false;
+        }
+        return true;
+    }
+    return false;
+}
+
+/* Teardowns are mostly waiting (for init's exit: the ext4 unmount and
+ * the loop release happen then), so they have a thread of their own and
+ * never hold up the pool. */
+static void *teardown_main(void *arg)
+{
+    sbx_server *srv = arg;
+    pthread_mutex_lock(&srv->lock);
+    for (;;) {
+        struct teardown *t = srv->teardowns;
+        if (!t) {
+            if (srv->bg_quit)
+                break;
+            /* Every second, sandboxes that died by themselves are noticed
+             * (and lookups notice them at once). */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            if (pthread_cond_timedwait(&srv->teardown_cond, &srv->lock, &ts) == ETIMEDOUT)
+                sweep_dead_locked(srv);
+            continue;
+        }
+        pthread_mutex_unlock(&srv->lock);
+        teardown_run(srv, t);
+        pthread_mutex_lock(&srv->lock);
+        srv->teardowns = t->next;
+        free(t);
+        pthread_cond_broadcast(&srv->cond); /* starts of that name wait for it */
+    }
+    pthread_mutex_unlock(&srv->lock);
+    return NULL;
+}
+
+static void *pool_main(void *arg)
+{
+    sbx_server *srv = arg;
+    /* Lowest priority (the mkfs it runs inherits it): requests come first;
+     * the pool uses what they leave idle. */
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
+    pthread_mutex_lock(&srv->lock);
+    while (!srv->bg_quit) {
+        if (!srv->pool_dirty || srv->pool_failed) {
+            pthread_cond_wait(&srv->pool_cond, &srv->lock);
+            continue;
+        }
+        uint64_t mib[SBX_ARRAY_LEN(srv->pool_mib)];
+        size_t n = srv->n_pool_mib;
+        memcpy(mib, srv->pool_mib, n * sizeof(mib[0]));
+        pthread_mutex_unlock(&srv->lock);
+        bool more = pool_fill_one(srv, mib, n);
+        pthread_mutex_lock(&srv->lock);
+        if (!more)
+            srv->pool_dirty = false; /* a claim sets it again */
+    }
+    pthread_mutex_unlock(&srv->lock);
+    return NULL;
+}
+
+void sbx_server_pool_size(sbx_server *srv, uint64_t disk_mib)
+{
+    pthread_mutex_lock(&srv->lock);
+    bool have = !srv->eng; /* no engine (fuzzing): no sandbox ever needs one */
+    for (size_t i = 0; i < srv->n_pool_mib; i++)
+        have = have || srv->pool_mib[i] == disk_mib;
+    if (!have && srv->n_pool_mib < SBX_ARRAY_LEN(srv->pool_mib)) {
+        srv->pool_mib[srv->n_pool_mib++] = disk_mib;
+        srv->pool_dirty = true;
+        pthread_cond_signal(&srv->pool_cond);
+    }
+    pthread_mutex_unlock(&srv->lock);
+}
+
+/* A first start takes a ready image (when its size is pooled); the
+ * background thread makes the next. */
+static void pool_claim(sbx_server *srv, uint64_t disk_mib, const char *layer_dir, const char *ns, const char *name)
+{
+    pthread_mutex_lock(&srv->lock);
+    bool pooled = false;
+    for (size_t i = 0; i < srv->n_pool_mib; i++)
+        pooled = pooled || srv->pool_mib[i] == disk_mib;
+    pthread_mutex_unlock(&srv->lock);
+    if (!pooled || sbx_layer_pool_claim(srv->pool_dir, disk_mib, layer_dir) != 1)
+        return;
+    sbx_log(SBX_LOG_DEBUG, "sandbox %s/%s: layer image of %llu MiB from the pool", ns, name,
+            (unsigned long long)disk_mib);
+    pthread_mutex_lock(&srv->lock);
+    srv->pool_dirty = true;
+    pthread_cond_signal(&srv->pool_cond);
+    pthread_mutex_unlock(&srv->lock);
+}
+
+int sbx_server_delete_sandbox(sbx_server *srv, const char *ns, const char *name)
+{
+    static unsigned seq; /* trash names, unique within this run */
+    struct teardown *t = calloc(1, sizeof(*t));
+    pthread_mutex_lock(&srv->start_lock);
+    pthread_mutex_lock(&srv->lock);
+    sbx_live **pp = &srv->live, *l = NULL;
+    for (; *pp; pp = &(*pp)->next)
+        if (strcmp((*pp)->ns, ns) == 0 && strcmp((*pp)->name, name) == 0) {
+            l = *pp;
+            *pp = l->next;
+            l->stopping = true;
+            /* Calls in flight end as its processes die. */
+            kill(sbx_sandbox_pid(l->sb), SIGKILL);
+            break;
+        }
+    bool async = t && srv->bg_running && !srv->bg_quit;
+    pthread_mutex_unlock(&srv->lock);
+    char layer[PATH_MAX], trash[PATH_MAX];
+    bool have_layer = sbx_server_layer_dir(srv, ns, name, layer, sizeof(layer)) == 0 && access(layer, F_OK) == 0;
+    if (!async) { /* out of memory, or the server is closing: here and now */
+        if (l)
+            stop_live(srv, l, false);
+        if (have_layer && rm_tree(layer) < 0)
+            sbx_log(SBX_LOG_WARN, "remove layer of %s/%s: %s", ns, name, strerror(errno));
+        free(t);
+        pthread_mutex_unlock(&srv->start_lock);
+        return l != NULL;
+    }
+    snprintf(t->ns, sizeof(t->ns), "%s", ns);
+    snprintf(t->name, sizeof(t->name), "%s", name);
+    t->live = l;
+    if (have_layer) {
+        /* Into the trash by rename: the name is free at once, and a crash
+         * leaves it where the next start clears it. Where that fails it is
+         * removed in place (a start of the name waits for the teardown). */
+        unsigned n = __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED);
+        if (sbx_mkdir_p(srv->trash_dir, 0700) == 0 &&
+            sbx_pathf(trash, sizeof(trash), "%s/%u-%s", srv->trash_dir, n, name) == 0 && rename(layer, trash) == 0)
+            snprintf(t->path, sizeof(t->path), "%s", trash);
+        else
+            snprintf(t->path, sizeof(t->path), "%s", layer);
+    }
+    if (!l && !t->path[0]) { /* neither running nor ever started */
+        free(t);
+        pthread_mutex_unlock(&srv->start_lock);
+        return 0;
+    }
+    pthread_mutex_lock(&srv->lock);
+    struct teardown **tail = &srv->teardowns;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = t;
+    pthread_cond_signal(&srv->teardown_cond);
+    pthread_mutex_unlock(&srv->lock);
     pthread_mutex_unlock(&srv->start_lock);
     return l != NULL;
 }
@@ -569,6 +854,8 @@ int sbx_server_open(const sbx_server_config *cfg, sbx_server **out, sbx_err *err
     pthread_mutex_init(&srv->start_lock, NULL);
     pthread_mutex_init(&srv->spawn_lock, NULL);
     pthread_cond_init(&srv->spawn_cond, NULL);
+    pthread_cond_init(&srv->teardown_cond, NULL);
+    pthread_cond_init(&srv->pool_cond, NULL);
 
     char path[PATH_MAX + 32];
     int r = sbx_mkdir_p(srv->state_dir, 0700);
@@ -594,6 +881,33 @@ int sbx_server_open(const sbx_server_config *cfg, sbx_server **out, sbx_err *err
         sbx_fail_errno(err, r, "start spawner thread");
         goto fail;
     }
+    /* Pool images and deleted layers of an earlier run: sandboxes do not
+     * outlive the server, so nothing in either is in use. */
+    snprintf(srv->pool_dir, sizeof(srv->pool_dir), "%.*s/layers/.pool", PATH_MAX - 32, srv->state_dir);
+    snprintf(srv->trash_dir, sizeof(srv->trash_dir), "%.*s/layers/.trash", PATH_MAX - 32, srv->state_dir);
+    sbx_layer_pool_clear(srv->pool_dir);
+    if (rm_tree(srv->trash_dir) < 0)
+        sbx_log(SBX_LOG_WARN, "remove %s: %s", srv->trash_dir, strerror(errno));
+    const char *delay = getenv("SBX_TEARDOWN_DELAY_MS");
+    uint64_t d;
+    if (delay && *delay && sbx_parse_u64(delay, 0, 60000, &d) == 0)
+        srv->teardown_delay_ms = (unsigned)d;
+    if ((r = pthread_create(&srv->teardown_thread, NULL, teardown_main, srv)) != 0) {
+        sbx_fail_errno(err, r, "start teardown thread");
+        sbx_server_close(srv);
+        return -1;
+    }
+    if ((r = pthread_create(&srv->pool_thread, NULL, pool_main, srv)) != 0) {
+        sbx_fail_errno(err, r, "start layer pool thread");
+        pthread_mutex_lock(&srv->lock);
+        srv->bg_quit = true;
+        pthread_cond_signal(&srv->teardown_cond);
+        pthread_mutex_unlock(&srv->lock);
+        pthread_join(srv->teardown_thread, NULL);
+        sbx_server_close(srv);
+        return -1;
+    }
+    srv->bg_running = true;
     /* The session layer, with the MSB_* settings main.c loaded (a server
      * made in code without them gets the documented defaults). */
     sbx_client_config defaults;
@@ -656,9 +970,25 @@ void sbx_server_close(sbx_server *srv)
         pthread_mutex_unlock(&srv->lock);
         if (!l)
             break;
-        stop_live(srv, l);
+        stop_live(srv, l, true);
     }
     pthread_mutex_unlock(&srv->start_lock);
+    /* Deleted sandboxes finish their teardown before the server exits:
+     * nothing of them is left behind. Then the pool goes. */
+    if (srv->bg_running) {
+        pthread_mutex_lock(&srv->lock);
+        srv->bg_quit = true;
+        pthread_cond_signal(&srv->teardown_cond);
+        pthread_cond_signal(&srv->pool_cond);
+        pthread_mutex_unlock(&srv->lock);
+        pthread_join(srv->teardown_thread, NULL);
+        pthread_join(srv->pool_thread, NULL);
+        srv->bg_running = false;
+    }
+    if (srv->pool_dir[0])
+        sbx_layer_pool_clear(srv->pool_dir);
+    if (srv->trash_dir[0])
+        rm_tree(srv->trash_dir);
     pthread_mutex_lock(&srv->spawn_lock);
     srv->spawner_quit = true;
     pthread_cond_broadcast(&srv->spawn_cond);

@@ -109,6 +109,20 @@ typedef struct sbx_server {
     bool spawner_quit;
 
     struct sbx_sessions *sessions; /* the session layer (sessions.h) */
+
+    /* Background work, off the request path, under lock: the teardown
+     * thread ends deleted sandboxes' teardowns; the pool thread (lowest
+     * priority) keeps the layer image pool <state>/layers/.pool filled
+     * with a few images of each size sbx_server_pool_size asked for. */
+    pthread_t teardown_thread, pool_thread;
+    pthread_cond_t teardown_cond, pool_cond;
+    bool bg_running, bg_quit;
+    struct teardown *teardowns; /* queued or running; a start of the same (ns, name) waits */
+    uint64_t pool_mib[4];
+    size_t n_pool_mib;
+    bool pool_dirty, pool_failed;
+    unsigned teardown_delay_ms; /* SBX_TEARDOWN_DELAY_MS, for tests: a teardown that is seen pending */
+    char pool_dir[PATH_MAX], trash_dir[PATH_MAX];
 } sbx_server;
 
 int sbx_server_open(const sbx_server_config *cfg, sbx_server **out, sbx_err *err);
@@ -124,6 +138,16 @@ int sbx_server_start_sandbox(sbx_server *srv, const char *ns, const char *name, 
                              sbx_err *err);
 /* Stops it if running (waiting for calls in flight to end): 1 if it was. */
 int sbx_server_stop_sandbox(sbx_server *srv, const char *ns, const char *name);
+/* Deletes (ns, name)'s sandbox and layer for good: at once it leaves the
+ * live table, its processes are killed and its layer dir is moved to the
+ * trash (a later start of that name gets a fresh one); the wait for calls
+ * in flight, the unmount and the removal finish on the background thread,
+ * and sbx_server_close waits for them. The caller removes the registry
+ * row. 1 if it was running. */
+int sbx_server_delete_sandbox(sbx_server *srv, const char *ns, const char *name);
+/* Keep a few ready layer images of disk_mib (a front door's default size)
+ * for first starts (sbx_layer_pool_claim). */
+void sbx_server_pool_size(sbx_server *srv, uint64_t disk_mib);
 /* Directory of a sandbox's persistent layer. */
 int sbx_server_layer_dir(const sbx_server *srv, const char *ns, const char *name, char *buf, size_t len);
 

@@ -452,7 +452,7 @@ static const char *stripped(struct capture *c, int i)
 
 static uint64_t timeout_ms(sbx_sessions *ss, double t)
 {
-    return (uint64_t)((t > 0 ? t : (double)ss->cfg.default_execution_timeout) * 1000.0);
+    return sbx_timeout_ms(t > 0 ? t : (double)ss->cfg.default_execution_timeout);
 }
 
 json_t *sbx_sessions_execute_code(sbx_sessions *ss, const sbx_sess_call *c, sbx_sess_err *e)

@@ -16,7 +16,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <signal.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include "sbx/engine.h"
 
 enum sbx_step_fail {
@@ -106,6 +108,46 @@ extern const sbx_step_backend sbx_step_backend_local;
 extern const sbx_step_backend sbx_step_backend_sbx;
 extern const sbx_step_backend sbx_step_backend_e2b;
 extern const sbx_step_backend sbx_step_backend_daytona;
+
+/* ---- interrupts --------------------------------------------------------------
+ * SIGINT, SIGTERM or SIGHUP to the launcher stop the step (runner.c).
+ * The first one stops what is in flight: a backend's HTTP exchange
+ * (remote_http.c), a local command (its process group gets SIGKILL
+ * through sbx_step_interrupt_fd), a wait; the runner then removes the
+ * sandbox. Creating and removing a sandbox run through it (must_finish):
+ * a sandbox whose id we never learn cannot be removed. A second one stops
+ * those too (the sandbox may be left, and the runner says so); a third
+ * exits at once. */
+
+/* How a debug-mode launcher forwards a signal to its worker (keeper.h):
+ * this real-time signal with the signal's number in si_value. Real-time
+ * signals queue; a forwarded SIGINT would merge with the terminal's own. */
+#define SBX_STEP_FORWARD_SIGNAL (SIGRTMIN + 2)
+
+/* Installs the handlers (and the pipe behind sbx_step_interrupt_fd).
+ * from_pid: when not 0, SIGINT, SIGTERM and SIGHUP are ignored while
+ * that process is this one's parent, and the same come forwarded from it
+ * as SBX_STEP_FORWARD_SIGNAL (a debug-mode worker: a terminal's ^C
+ * reaches it and its launcher, which forwards it too). Called again, it
+ * only sets from_pid. */
+int sbx_step_interrupt_install(pid_t from_pid, sbx_err *err);
+/* Puts the previous handlers back and closes the pipe. */
+void sbx_step_interrupt_restore(void);
+/* Where a sandbox may be left if this process is forced out (third
+ * signal): "" none. Copied for the handler's message. */
+void sbx_step_interrupt_note(const char *left);
+/* The first signal received, 0 none. */
+int sbx_step_interrupt_signal(void);
+/* How many were received. */
+int sbx_step_interrupt_count(void);
+/* Whether work should stop now: after one signal, or for work that must
+ * finish (creating or removing a sandbox), after two. */
+bool sbx_step_stopping(bool must_finish);
+/* For a local command's signal_fd (sbx_exec_spec): reads SIGKILL once
+ * per interrupt; -1 when no handlers are installed. */
+int sbx_step_interrupt_fd(void);
+/* Sleeps ms, less when interrupted: false then. */
+bool sbx_step_sleep_ms(unsigned ms);
 
 /* By name ("local", "sbx", "e2b", "daytona"), or NULL. */
 const sbx_step_backend *sbx_step_backend_find(const char *name);

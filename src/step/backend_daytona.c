@@ -167,9 +167,10 @@ static int dt_check(const sbx_step_resources *res, int *fail, sbx_err *err)
 
 /* ---- requests ------------------------------------------------------------- */
 
-/* A JSON call; url is the full URL. */
-static int call(remote_http *h, const dt_conf *c, const char *method, const char *url, json_t *body,
-                uint64_t timeout_ms, remote_http_resp *r)
+/* A JSON call; url is the full URL. must_finish: creating or deleting a
+ * sandbox, which runs through a first interrupt (backend.h). */
+static int call_x(remote_http *h, const dt_conf *c, const char *method, const char *url, json_t *body,
+                  uint64_t timeout_ms, bool must_finish, remote_http_resp *r)
 {
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     const char *hdrs[5] = {c->auth, "Accept: application/json"};
@@ -180,10 +181,16 @@ static int call(remote_http *h, const dt_conf *c, const char *method, const char
         hdrs[n++] = "Content-Type: application/json";
     hdrs[n] = NULL;
     remote_http_req rq = {.method = method, .url = url, .headers = hdrs, .body = text,
-                          .body_len = text ? strlen(text) : 0, .timeout_ms = timeout_ms};
+                          .body_len = text ? strlen(text) : 0, .timeout_ms = timeout_ms, .must_finish = must_finish};
     int rc = remote_http_do(h, &rq, r);
     free(text);
     return rc;
+}
+
+static int call(remote_http *h, const dt_conf *c, const char *method, const char *url, json_t *body,
+                uint64_t timeout_ms, remote_http_resp *r)
+{
+    return call_x(h, c, method, url, body, timeout_ms, false, r);
 }
 
 static void api_url(const sbx_step_box *b, char *out, size_t len, const char *suffix)
@@ -209,15 +216,8 @@ static void delete_sandbox(sbx_step_box *b)
     char url[1000];
     api_url(b, url, sizeof(url), "");
     remote_http_resp r;
-    call(b->api, &b->conf, "DELETE", url, NULL, 60000, &r);
+    call_x(b->api, &b->conf, "DELETE", url, NULL, 60000, true, &r);
     remote_http_resp_free(&r);
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {ms / 1000u, (long)(ms % 1000u) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
 }
 
 /* Polls the sandbox until it is started (the create reply may say
@@ -240,7 +240,8 @@ static int wait_started(sbx_step_box *b, json_t **dto, int *fail, sbx_err *err)
         if ((sbx_now_usec() / 1000) >= deadline)
             return sbx_step_infra(fail, err, "daytona: sandbox %s did not start within %u s (state %s)", b->id,
                          START_WAIT_MS / 1000u, st ? st : "unknown");
-        sleep_ms(pause);
+        if (!sbx_step_sleep_ms(pause))
+            return sbx_step_infra(fail, err, "daytona: interrupted while sandbox %s was starting", b->id);
         pause = pause * 2 > 1000 ? 1000 : pause * 2;
         char url[1000];
         api_url(b, url, sizeof(url), "");
@@ -336,7 +337,7 @@ static int dt_create(const sbx_step_resources *res, sbx_step_box **out, int *fai
     char url[700];
     snprintf(url, sizeof(url), "%s/sandbox", b->conf.api_url);
     remote_http_resp r;
-    int rc = call(b->api, &b->conf, "POST", url, body, 120000, &r);
+    int rc = call_x(b->api, &b->conf, "POST", url, body, 120000, true, &r);
     json_decref(body);
     if (rc < 0 || r.status / 100 != 2) {
         char what[400];
@@ -381,7 +382,7 @@ static int dt_destroy(sbx_step_box *b, bool keep, sbx_err *err)
         api_url(b, url, sizeof(url), "");
         remote_http_resp r;
         /* 404: already gone, which is the goal. */
-        if (call(b->api, &b->conf, "DELETE", url, NULL, 60000, &r) < 0 || (r.status / 100 != 2 && r.status != 404)) {
+        if (call_x(b->api, &b->conf, "DELETE", url, NULL, 60000, true, &r) < 0 || (r.status / 100 != 2 && r.status != 404)) {
             int fail;
             remote_http_fail(WHO, "delete the sandbox", &r, KEY_HINT, &fail, err);
             rc = -1;

@@ -137,8 +137,11 @@ static int api_call(sbx_step_box *b, const char *method, const char *path, json_
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     const char *hdrs[] = {b->conf.key_header, "Accept: application/json",
                           body ? "Content-Type: application/json" : NULL, NULL};
+    /* Creating (POST) and killing (DELETE) a sandbox run through a first
+     * interrupt: a sandbox whose id we never learn cannot be killed. */
     remote_http_req rq = {.method = method, .url = url, .headers = hdrs, .body = text,
-                          .body_len = text ? strlen(text) : 0, .timeout_ms = timeout_ms};
+                          .body_len = text ? strlen(text) : 0, .timeout_ms = timeout_ms,
+                          .must_finish = strcmp(method, "GET") != 0};
     int rc = remote_http_do(b->api, &rq, r);
     free(text);
     return rc;

@@ -293,7 +293,7 @@ static int local_exec(sbx_step_box *b, char *const *argv, char *const *env, cons
         .stdin_fd = -1,
         .stdout_fd = -1,
         .stderr_fd = -1,
-        .signal_fd = -1,
+        .signal_fd = sbx_step_interrupt_fd(), /* an interrupt kills the command's process group */
         .capture_max = 1, /* the output is streamed, not kept */
         .timeout_ms = timeout_ms,
         .on_output = on_output,
@@ -306,12 +306,14 @@ static int local_exec(sbx_step_box *b, char *const *argv, char *const *env, cons
     int erc = sbx_sandbox_exec(b->sb, &xs, &res, &e);
     free(all_env);
     if (erc < 0) {
+        if (sbx_step_stopping(false))
+            return sbx_step_fail(fail, SBX_STEP_INFRA, err, SBX_E_SYSTEM, "local backend: interrupted: %s", e.msg);
         if (!alive(b))
             return sbx_step_fail(fail, SBX_STEP_INFRA, err, SBX_E_SYSTEM, "local backend: the sandbox is gone: %s", e.msg);
         return sbx_step_fail(fail, engine_class(&e), err, e.code, "local backend: cannot run %s: %s", argv[0], e.msg);
     }
     bool killed = res.signal == SIGKILL || res.exit_code == 128 + SIGKILL;
-    if (killed && !res.timed_out && !res.oom_killed && !alive(b)) {
+    if (killed && !res.timed_out && !res.oom_killed && !sbx_step_stopping(false) && !alive(b)) {
         sbx_exec_result_free(&res);
         return sbx_step_fail(fail, SBX_STEP_INFRA, err, SBX_E_SYSTEM,
                      "local backend: the sandbox vanished while the command ran (its init was killed)");

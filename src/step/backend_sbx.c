@@ -55,7 +55,6 @@ struct sbx_step_box {
     char auth[SBX_CLIENT_KEY_MAX + 32]; /* "Authorization: Bearer ..." or "" */
     char ns[64];
     char name[64];
-    char **env;
 };
 
 /* MSB_SERVER_URL, MSB_API_KEY and the namespace into b (no sandbox yet). */
@@ -97,9 +96,6 @@ static void box_free(sbx_step_box *b)
     if (!b)
         return;
     remote_http_free(b->http);
-    for (size_t i = 0; b->env && b->env[i]; i++)
-        free(b->env[i]);
-    free(b->env);
     free(b);
 }
 
@@ -136,8 +132,11 @@ static int call(sbx_step_box *b, const char *method, json_t *params, const char 
     if (!body)
         return sbx_step_fail(fail, SBX_STEP_INFRA, err, 0, WHO ": out of memory");
     const char *hdrs[] = {"Content-Type: application/json", b->auth[0] ? b->auth : NULL, NULL};
+    /* Starting and deleting run through a first interrupt: a start cut
+     * short may still make the sandbox, after the delete looked for it. */
+    bool must_finish = strcmp(method, "sandbox.start") == 0 || strcmp(method, "sandbox.delete") == 0;
     remote_http_req rq = {.method = "POST", .url = b->url, .headers = hdrs, .body = body, .body_len = strlen(body),
-                          .timeout_ms = CALL_TIMEOUT_MS, .no_proxy = true};
+                          .timeout_ms = CALL_TIMEOUT_MS, .no_proxy = true, .must_finish = must_finish};
     remote_http_resp resp;
     int rc = remote_http_do(b->http, &rq, &resp);
     free(body);
@@ -161,6 +160,14 @@ static int call(sbx_step_box *b, const char *method, json_t *params, const char 
     return 0;
 }
 
+/* Whether JSON can carry s (jansson refuses other strings). */
+static bool utf8(const char *s)
+{
+    json_t *j = json_string(s);
+    json_decref(j);
+    return j != NULL;
+}
+
 /* ---- the interface -------------------------------------------------------------- */
 
 static int sbx_check(const sbx_step_resources *res, int *fail, sbx_err *err)
@@ -174,9 +181,13 @@ static int sbx_check(const sbx_step_resources *res, int *fail, sbx_err *err)
     if (res->memory_mb < 6 || res->memory_mb > 16777216)
         return sbx_step_fail(fail, SBX_STEP_REFUSED, err, 0, WHO ": memory %llu MB cannot be honoured (allowed: 6 to 16777216)",
                      (unsigned long long)res->memory_mb);
-    for (size_t i = 0; res->env && res->env[i]; i++)
+    for (size_t i = 0; res->env && res->env[i]; i++) {
         if (!strchr(res->env[i], '=') || res->env[i][0] == '=')
             return sbx_step_fail(fail, SBX_STEP_REFUSED, err, 0, WHO ": env entry '%.60s' is not KEY=VALUE", res->env[i]);
+        if (!utf8(res->env[i]))
+            return sbx_step_refuse(fail, err, WHO ": env entry '%.60s' is not UTF-8 text (the msb API carries JSON strings)",
+                                   res->env[i]);
+    }
     return 0;
 }
 
@@ -191,17 +202,22 @@ static int sbx_create(const sbx_step_resources *res, sbx_step_box **out, int *fa
     sbx_step_box *b = box_new(name, fail, err);
     if (!b)
         return -1;
-    size_t n = 0;
-    while (res->env && res->env[n])
-        n++;
-    b->env = calloc(n + 1, sizeof(char *));
+    /* Every entry or none: one that JSON cannot carry (not UTF-8) is refused, not dropped. */
     json_t *envs = json_array();
-    for (size_t i = 0; b->env && i < n; i++) {
-        b->env[i] = strdup(res->env[i]);
-        json_array_append_new(envs, json_string(res->env[i]));
+    for (size_t i = 0; envs && res->env && res->env[i]; i++)
+        if (json_array_append_new(envs, json_string(res->env[i])) < 0) {
+            json_decref(envs);
+            box_free(b);
+            return sbx_step_refuse(fail, err, WHO ": env entry '%.60s' is not UTF-8 text (the msb API carries JSON strings)",
+                                   res->env[i]);
+        }
+    json_t *cfg = envs ? json_pack("{s:s, s:I, s:I, s:o}", "image", res->image ? res->image : DEFAULT_IMAGE, "memory",
+                                   (json_int_t)res->memory_mb, "cpus", (json_int_t)res->cpu, "envs", envs)
+                       : NULL;
+    if (!cfg) {
+        box_free(b);
+        return sbx_step_infra(fail, err, WHO ": out of memory");
     }
-    json_t *cfg = json_pack("{s:s, s:I, s:I, s:o}", "image", res->image ? res->image : DEFAULT_IMAGE, "memory",
-                            (json_int_t)res->memory_mb, "cpus", (json_int_t)res->cpu, "envs", envs);
     if (res->gpu)
         json_object_set_new(cfg, "gpu", json_string(res->gpu));
     json_t *p = json_pack("{s:o}", "config", cfg);
@@ -382,6 +398,15 @@ static int run_streamed(sbx_step_box *b, char *const *argv, char *const *env, co
                         sbx_step_output_fn out, void *ud, int *code, bool *timed_out, int *fail, sbx_err *err)
 {
     *timed_out = false;
+    /* An argument or entry JSON cannot carry would be dropped: another command. */
+    for (size_t i = 0; argv[i]; i++)
+        if (!utf8(argv[i]))
+            return sbx_step_refuse(fail, err, WHO ": argument %zu '%.60s' is not UTF-8 text (the msb API carries JSON strings)",
+                                   i, argv[i]);
+    for (size_t i = 0; env && env[i]; i++)
+        if (!utf8(env[i]))
+            return sbx_step_refuse(fail, err, WHO ": env entry '%.60s' is not UTF-8 text (the msb API carries JSON strings)",
+                                   env[i]);
     json_t *args = json_array();
     size_t ne = 0;
     while (env && env[ne])

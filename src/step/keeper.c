@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "spec.h"
 #include "util.h"
 
@@ -57,8 +58,18 @@ static pid_t worker_pid;
 
 static void forward(int sig)
 {
-    if (worker_pid > 0)
+    if (worker_pid <= 0)
+        return;
+    if (sig == SIGQUIT) {
         kill(worker_pid, sig);
+        return;
+    }
+    /* Queued, so it does not merge with the same signal from a terminal
+     * (backend.h); errno is the interrupted code's. */
+    int saved = errno;
+    union sigval v = {.sival_int = sig};
+    sigqueue(worker_pid, SBX_STEP_FORWARD_SIGNAL, v);
+    errno = saved;
 }
 
 int sbx_step_keeper_split(sbx_err *err)
@@ -68,13 +79,24 @@ int sbx_step_keeper_split(sbx_err *err)
         return sbx_fail_errno(err, errno, "pipe");
     fflush(stdout);
     fflush(stderr);
+    /* Held until the launcher forwards them: one that came in between
+     * would reach neither the launcher's forwarding nor the worker. */
+    int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+    sigset_t block, old;
+    sigemptyset(&block);
+    for (size_t i = 0; i < SBX_ARRAY_LEN(sigs); i++)
+        sigaddset(&block, sigs[i]);
+    sigprocmask(SIG_BLOCK, &block, &old);
     pid_t pid = fork();
     if (pid < 0) {
+        int e = errno;
+        sigprocmask(SIG_SETMASK, &old, NULL);
         close(p[0]);
         close(p[1]);
-        return sbx_fail_errno(err, errno, "fork");
+        return sbx_fail_errno(err, e, "fork");
     }
     if (pid == 0) {
+        sigprocmask(SIG_SETMASK, &old, NULL);
         close(p[0]);
         report_fd = p[1];
         return 0;
@@ -84,9 +106,9 @@ int sbx_step_keeper_split(sbx_err *err)
     worker_pid = pid;
     struct sigaction sa = {.sa_handler = forward};
     sigemptyset(&sa.sa_mask);
-    int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
     for (size_t i = 0; i < SBX_ARRAY_LEN(sigs); i++)
         sigaction(sigs[i], &sa, NULL);
+    sigprocmask(SIG_SETMASK, &old, NULL);
     int32_t code;
     ssize_t n;
     do

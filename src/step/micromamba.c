@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "util.h"
 
 #define MAX_BINARY (256u << 20)
@@ -64,6 +65,13 @@ static size_t to_file(char *d, size_t s, size_t n, void *ud)
     return fwrite(d, s, n, ud) == n ? s * n : 0;
 }
 
+/* An interrupt of the launcher stops the download (backend.h). */
+static int stop_download(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+    (void)ud, (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    return sbx_step_stopping(false) ? 1 : 0;
+}
+
 /* Fetches the platform's archive and writes its bin/micromamba to dest. */
 static int download(const char *platform, const char *dest, sbx_err *err)
 {
@@ -99,10 +107,16 @@ static int download(const char *platform, const char *dest, sbx_err *err)
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, to_file);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, f);
     curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)MAX_BINARY);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, stop_download);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
     CURLcode rc = curl_easy_perform(h);
     curl_easy_cleanup(h);
     if (fclose(f) != 0 && rc == CURLE_OK)
         rc = CURLE_WRITE_ERROR;
+    if (rc == CURLE_ABORTED_BY_CALLBACK) {
+        unlink(arch_path);
+        return sbx_fail(err, SBX_E_SYSTEM, "the micromamba download from %s was interrupted", url);
+    }
     if (rc != CURLE_OK) {
         unlink(arch_path);
         return sbx_fail(err, SBX_E_NOTFOUND,
@@ -135,7 +149,9 @@ static int download(const char *platform, const char *dest, sbx_err *err)
                 break;
             }
             ret = archive_read_data_into_fd(a, fd) == ARCHIVE_OK ? 0 : -1;
-            if (fchmod(fd, 0755) < 0 || close(fd) < 0)
+            if (fchmod(fd, 0755) < 0)
+                ret = -1;
+            if (close(fd) < 0) /* closed whatever fchmod said */
                 ret = -1;
             if (ret < 0)
                 sbx_fail(err, SBX_E_INVALID, "micromamba download from %s: %s", url, archive_error_string(a));

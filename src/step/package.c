@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "util.h"
 
 static const char *const default_ignore[] = {".git", ".hg", ".svn", "__pycache__", "*.pyc", ".metaflow", ".DS_Store"};
@@ -138,6 +139,10 @@ static int walk(pack *p, const char *abs, const char *rel, int depth)
         char a[PATH_MAX], r[PATH_MAX];
         if (rc || strcmp(nm, ".") == 0 || strcmp(nm, "..") == 0)
             goto next;
+        if (sbx_step_stopping(false)) { /* a large tree takes a while: ^C stops it */
+            rc = sbx_fail(p->err, SBX_E_SYSTEM, "code package: interrupted");
+            goto next;
+        }
         if (sbx_pathf(a, sizeof(a), "%s/%s", abs, nm) < 0 ||
             sbx_pathf(r, sizeof(r), "%s%s%s", rel, *rel ? "/" : "", nm) < 0) {
             rc = sbx_fail(p->err, SBX_E_INVALID, "code package: path too long under %s", abs);

@@ -111,6 +111,18 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
     return len;
 }
 
+/* Called by libcurl at least once a second, also while nothing moves:
+ * how an interrupt of the launcher stops an exchange in flight. */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    body_ctx *b = ud;
+    if (!sbx_step_stopping(b->req->must_finish))
+        return 0;
+    b->resp->interrupted = true;
+    return 1;
+}
+
 static int add_parts(CURL *c, const remote_http_req *req, curl_mime **out)
 {
     curl_mime *m = curl_mime_init(c);
@@ -171,6 +183,9 @@ int remote_http_do(remote_http *h, const remote_http_req *req, remote_http_resp 
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 30000L);
     curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &b);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     if (req->timeout_ms)
         curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
     if (req->no_proxy)
@@ -212,7 +227,9 @@ int remote_http_do(remote_http *h, const remote_http_req *req, remote_http_resp 
     }
     resp->status = 0;
     resp->curl_code = (int)rc;
-    if (!resp->error[0])
+    if (resp->interrupted)
+        snprintf(resp->error, sizeof(resp->error), "interrupted (the launcher got a signal)");
+    else if (!resp->error[0])
         snprintf(resp->error, sizeof(resp->error), "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
     return -1;
 }

@@ -43,6 +43,8 @@ typedef struct remote_http_req {
     remote_http_sink sink;       /* NULL: the body is collected into the response */
     void *ud;
     bool no_proxy;               /* never through a proxy (sbx's own servers, as the sbx client) */
+    bool must_finish;            /* creates or removes a sandbox: runs through a first interrupt
+                                    (backend.h), a second stops it */
 } remote_http_req;
 
 typedef struct remote_http_resp {
@@ -53,6 +55,7 @@ typedef struct remote_http_resp {
     int curl_code;          /* CURLE_OK, or why the exchange failed */
     char error[256];        /* libcurl's words for it */
     bool aborted;           /* the sink stopped it */
+    bool interrupted;       /* an interrupt of the launcher stopped it (no response) */
 } remote_http_resp;
 
 /* 0 when a response came back (whatever its status; a sink's abort also

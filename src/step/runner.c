@@ -27,8 +27,8 @@
 #define GUEST_MICROMAMBA SBX_STEP_GUEST_BIN "/micromamba"
 #define GUEST_MAMBA_ROOT SBX_STEP_GUEST_DIR "/mamba"
 
-enum verdict { V_OK, V_USER, V_INFRA, V_REFUSED };
-static const char *const verdict_names[] = {"ok", "user", "infra", "refused"};
+enum verdict { V_OK, V_USER, V_INFRA, V_REFUSED, V_INTERRUPTED };
+static const char *const verdict_names[] = {"ok", "user", "infra", "refused", "interrupted"};
 
 /* ---- a growing list of strings --------------------------------------------- */
 
@@ -327,8 +327,21 @@ typedef struct attempt {
     char error[1024];
     char hint[512];       /* debug: how to get a shell in the kept sandbox */
     char sandbox[160];
+    char left[800];       /* after an interrupt: why its sandbox remains ("" removed or kept) */
     json_t *outputs;
 } attempt;
+
+static const char *sig_name(int sig)
+{
+    return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "a signal";
+}
+
+/* An interrupt stops the work: no further backend call is started. */
+#define STOP_IF_INTERRUPTED()                                                                                         \
+    do {                                                                                                              \
+        if (sbx_step_stopping(false))                                                                                 \
+            return V_INTERRUPTED;                                                                                     \
+    } while (0)
 
 static enum verdict fail_verdict(int fail)
 {
@@ -354,6 +367,7 @@ static enum verdict stage(run *r, sbx_step_box *box, attempt *a)
     sbx_step_exit ex;
 
     /* The platform micromamba was chosen for must be the image's. */
+    STOP_IF_INTERRUPTED();
     if (r->micromamba[0]) {
         char *argv[] = {"uname", "-m", NULL};
         if (be->exec(box, argv, NULL, "/", PREPARE_TIMEOUT_MS, on_output, &cap, &ex, &fail, &e) < 0)
@@ -370,12 +384,14 @@ static enum verdict stage(run *r, sbx_step_box *box, attempt *a)
         cap.capture_len = 0;
         buf[0] = '\0';
     }
+    STOP_IF_INTERRUPTED();
     if (r->package[0] && be->upload(box, r->package, GUEST_PACKAGE, 0644, &fail, &e) < 0)
         return backend_failed(a, fail, "cannot stage the code package", &e);
     char *prep[] = {"sh", "-c",
                     "mkdir -p " SBX_STEP_GUEST_CODE " " SBX_STEP_GUEST_BIN " && cd " SBX_STEP_GUEST_CODE
                     " && if [ -e " GUEST_PACKAGE " ]; then tar -xzf " GUEST_PACKAGE " && rm -f " GUEST_PACKAGE "; fi",
                     NULL};
+    STOP_IF_INTERRUPTED();
     if (be->exec(box, prep, NULL, "/", PREPARE_TIMEOUT_MS, on_output, &cap, &ex, &fail, &e) < 0)
         return backend_failed(a, fail, "cannot prepare the step's directory", &e);
     if (ex.exit_code != 0) {
@@ -388,6 +404,7 @@ static enum verdict stage(run *r, sbx_step_box *box, attempt *a)
         const sbx_step_upload *u = &r->spec->uploads[i];
         char guest[PATH_MAX];
         struct stat st;
+        STOP_IF_INTERRUPTED();
         if (stat(u->src, &st) < 0) {
             snprintf(a->error, sizeof(a->error), "upload %s: %s", u->src, strerror(errno));
             return V_REFUSED;
@@ -403,8 +420,10 @@ static enum verdict stage(run *r, sbx_step_box *box, attempt *a)
             return backend_failed(a, fail, what, &e);
         }
     }
+    STOP_IF_INTERRUPTED();
     if (r->micromamba[0] && be->upload(box, r->micromamba, GUEST_MICROMAMBA, 0755, &fail, &e) < 0)
         return backend_failed(a, fail, "cannot stage micromamba", &e);
+    STOP_IF_INTERRUPTED();
     if (be->upload(box, r->script, GUEST_SCRIPT, 0755, &fail, &e) < 0)
         return backend_failed(a, fail, "cannot stage the step's script", &e);
     return V_OK;
@@ -416,6 +435,7 @@ static enum verdict collect(run *r, sbx_step_box *box, attempt *a)
     for (size_t i = 0; i < r->spec->n_outputs; i++) {
         const char *o = r->spec->outputs[i];
         char guest[PATH_MAX], host[PATH_MAX];
+        STOP_IF_INTERRUPTED();
         const char *local = sbx_step_output_local_name(o);
         if (sbx_pathf(guest, sizeof(guest), "%s%s%s", o[0] == '/' ? "" : SBX_STEP_GUEST_CODE, o[0] == '/' ? "" : "/",
                       o) < 0 ||
@@ -474,13 +494,22 @@ static void run_attempt(run *r, attempt *a, json_t *att)
     a->outputs = json_array();
     if (be->create(&r->res, &box, &fail, &e) < 0) {
         a->v = backend_failed(a, fail, "cannot create the sandbox", &e);
+        if (sbx_step_interrupt_signal()) {
+            a->v = V_INTERRUPTED;
+            snprintf(a->error, sizeof(a->error), "interrupted by %s while the sandbox was being created",
+                     sig_name(sbx_step_interrupt_signal()));
+        }
         return;
     }
     snprintf(a->sandbox, sizeof(a->sandbox), "%s", be->id(box));
     json_object_set_new(att, "sandbox", json_string(a->sandbox));
     save(r, false); /* a killed launcher's record names its sandbox */
+    char note[400];
+    snprintf(note, sizeof(note), "sandbox %.160s on %s may be left (remove it: sbx rm %.160s)", a->sandbox, be->name,
+             a->sandbox);
+    sbx_step_interrupt_note(note);
 
-    a->v = stage(r, box, a);
+    a->v = sbx_step_stopping(false) ? V_INTERRUPTED : stage(r, box, a);
     if (a->v == V_OK) {
         char lo[PATH_MAX], le[PATH_MAX];
         attempt_logs(r, a->n, lo, le, sizeof(lo));
@@ -509,14 +538,27 @@ static void run_attempt(run *r, attempt *a, json_t *att)
                 a->v = cv; /* a missing output fails a step that exited 0 */
         }
     }
+    /* Whatever failed meanwhile, an interrupt is why: the run ends here. */
+    int sig = sbx_step_interrupt_signal();
+    if (sig) {
+        a->v = V_INTERRUPTED;
+        a->ran = false;
+        snprintf(a->error, sizeof(a->error), "interrupted by %s", sig_name(sig));
+    }
     /* Debug mode keeps the sandbox of the attempt that ends the run; a
      * broken one (infra) is no use to anyone. */
     bool keep = r->set->debug && a->v != V_INFRA;
     if (keep && be->shell_hint)
         be->shell_hint(box, a->hint, sizeof(a->hint));
     sbx_err de = {0};
-    if (be->destroy(box, keep, &de) < 0 && a->v != V_INFRA) /* after infra, it is likely gone already */
-        say("warning: cannot remove sandbox %s: %s", a->sandbox, de.msg);
+    if (be->destroy(box, keep, &de) < 0) {
+        if (a->v == V_INTERRUPTED)
+            snprintf(a->left, sizeof(a->left), "sandbox %.160s was left: %.300s (remove it: sbx rm %.160s)", a->sandbox,
+                     sbx_step_stopping(true) ? "a second interrupt stopped its removal" : de.msg, a->sandbox);
+        else if (a->v != V_INFRA) /* after infra, it is likely gone already */
+            say("warning: cannot remove sandbox %s: %s", a->sandbox, de.msg);
+    }
+    sbx_step_interrupt_note(NULL);
 }
 
 /* ---- the whole run ----------------------------------------------------------- */
@@ -631,7 +673,36 @@ static int finish(run *r, attempt *last, int attempts, uint64_t cpu, uint64_t pe
     char msg[1600];
     int code;
     int tries = 1 + r->set->max_infra_retries;
-    switch (last->v) {
+    /* An interrupt before the end ends the run, whatever the attempt got to. */
+    int sig = sbx_step_interrupt_signal();
+    enum verdict v = sig ? V_INTERRUPTED : last->v;
+    switch (v) {
+    case V_INTERRUPTED: {
+        code = 128 + sig;
+        int n = snprintf(msg, sizeof(msg), "step %s was interrupted by %s", s->name, sig_name(sig));
+        if (attempts == 0)
+            snprintf(msg + n, sizeof(msg) - (size_t)n, " before its first attempt: nothing was created");
+        else if (last->v != V_INTERRUPTED) /* it came while the last attempt's sandbox was removed */
+            snprintf(msg + n, sizeof(msg) - (size_t)n, " after attempt %d of %d on %s had ended (%s%s%s)", last->n,
+                     tries, s->backend, verdict_names[last->v], last->error[0] ? ": " : "", last->error);
+        else if (!last->sandbox[0])
+            snprintf(msg + n, sizeof(msg) - (size_t)n,
+                     " during attempt %d of %d on %s, before it had a sandbox: not retried", last->n, tries,
+                     s->backend);
+        else if (last->left[0])
+            snprintf(msg + n, sizeof(msg) - (size_t)n, " during attempt %d of %d on %s: not retried; %s", last->n,
+                     tries, s->backend, last->left);
+        else if (last->hint[0])
+            snprintf(msg + n, sizeof(msg) - (size_t)n,
+                     " during attempt %d of %d on %s: the step was stopped, not retried; its sandbox %s was kept "
+                     "(debug mode)",
+                     last->n, tries, s->backend, last->sandbox);
+        else
+            snprintf(msg + n, sizeof(msg) - (size_t)n,
+                     " during attempt %d of %d on %s: the step was stopped, not retried, and its sandbox %s removed",
+                     last->n, tries, s->backend, last->sandbox);
+        break;
+    }
     case V_OK:
         code = 0;
         snprintf(msg, sizeof(msg), "step %s succeeded on %s (%d attempt%s)", s->name, s->backend, attempts,
@@ -674,8 +745,14 @@ static int finish(run *r, attempt *last, int attempts, uint64_t cpu, uint64_t pe
         break;
     }
     json_t *rec = r->rec;
-    json_object_set_new(rec, "status", json_string(last->v == V_OK ? "succeeded" : "failed"));
-    json_object_set_new(rec, "verdict", json_string(verdict_names[last->v]));
+    json_object_set_new(rec, "status",
+                        json_string(v == V_OK ? "succeeded" : v == V_INTERRUPTED ? "interrupted" : "failed"));
+    json_object_set_new(rec, "verdict", json_string(verdict_names[v]));
+    if (sig)
+        json_object_set_new(rec, "interrupt",
+                            json_pack("{s:i, s:s, s:i, s:o}", "signal", sig, "name", sig_name(sig), "signals",
+                                      sbx_step_interrupt_count(), "sandbox_left",
+                                      last->left[0] ? json_string(last->sandbox) : json_null()));
     json_object_set_new(rec, "exit_code", json_integer(code));
     json_object_set_new(rec, "message", json_string(msg));
     now_into(rec, "finished_at");
@@ -714,6 +791,16 @@ static int finish(run *r, attempt *last, int attempts, uint64_t cpu, uint64_t pe
     return code;
 }
 
+/* A run that ends before its record exists: nothing to remove. */
+static int abandon(run *r, int code)
+{
+    drop_run_dir(r);
+    strv_free(&r->env);
+    strv_free(&r->attempt_env);
+    sbx_step_interrupt_restore();
+    return code;
+}
+
 int sbx_step_run(sbx_step_spec *spec, const sbx_step_settings *set, const sbx_step_run_opts *opts)
 {
     run r = {.spec = spec, .set = set};
@@ -729,28 +816,43 @@ int sbx_step_run(sbx_step_spec *spec, const sbx_step_settings *set, const sbx_st
     else
         snprintf(r.prefix, sizeof(r.prefix), "[%s] ", spec->name);
 
-    if (prepare(&r, &err) < 0) {
+    /* From here a signal stops the step and cleans up (backend.h). */
+    if (sbx_step_interrupt_install(0, &err) < 0) {
         say("%s", err.msg);
-        drop_run_dir(&r);
-        strv_free(&r.env);
-        strv_free(&r.attempt_env);
         return SBX_STEP_EXIT_ERROR;
     }
+    if (prepare(&r, &err) < 0) {
+        if (sbx_step_interrupt_signal())
+            say("interrupted by %s before the step started: nothing was created",
+                sig_name(sbx_step_interrupt_signal()));
+        else
+            say("%s", err.msg);
+        return abandon(&r, sbx_step_interrupt_signal() ? 128 + sbx_step_interrupt_signal() : SBX_STEP_EXIT_ERROR);
+    }
+    if (sbx_step_interrupt_signal()) {
+        say("interrupted by %s before the step started: nothing was created", sig_name(sbx_step_interrupt_signal()));
+        return abandon(&r, 128 + sbx_step_interrupt_signal());
+    }
     /* Debug mode on the local backend: the sandbox must outlive this
-     * process's exit code, so a worker runs the step (keeper.h). */
-    if (set->debug && r.be == &sbx_step_backend_local && sbx_step_keeper_split(&err) < 0) {
-        say("debug mode: %s", err.msg);
-        drop_run_dir(&r);
-        strv_free(&r.env);
-        return SBX_STEP_EXIT_ERROR;
+     * process's exit code, so a worker runs the step (keeper.h). The
+     * worker then hears signals from the launcher only, which forwards
+     * what it gets (a terminal's ^C reaches both). */
+    if (set->debug && r.be == &sbx_step_backend_local) {
+        sbx_step_interrupt_install(getpid(), &err);
+        if (sbx_step_keeper_split(&err) < 0) {
+            say("debug mode: %s", err.msg);
+            return abandon(&r, SBX_STEP_EXIT_ERROR);
+        }
     }
     r.rec = new_record(&r);
     save(&r, false);
 
-    int tries = 1 + set->max_infra_retries, n;
+    int tries = 1 + set->max_infra_retries, attempts = 0;
     attempt last = {0};
     uint64_t cpu = 0, peak = 0;
-    for (n = 1; n <= tries; n++) {
+    /* After an interrupt, no attempt starts: infra retries included. */
+    while (attempts < tries && !sbx_step_interrupt_signal()) {
+        int n = ++attempts;
         json_decref(last.outputs);
         last = (attempt){.n = n};
         strv_free(&r.attempt_env);
@@ -778,6 +880,8 @@ int sbx_step_run(sbx_step_spec *spec, const sbx_step_settings *set, const sbx_st
         now_into(att, "finished_at");
         json_object_set_new(att, "verdict", json_string(verdict_names[last.v]));
         json_object_set_new(att, "error", last.error[0] ? json_string(last.error) : json_null());
+        if (last.left[0])
+            json_object_set_new(att, "sandbox_left", json_string(last.left));
         if (last.ran) {
             json_object_set_new(att, "exit_code", json_integer(last.ex.exit_code));
             json_object_set_new(att, "signal", json_integer(last.ex.signal));
@@ -791,13 +895,12 @@ int sbx_step_run(sbx_step_spec *spec, const sbx_step_settings *set, const sbx_st
                 peak = last.ex.memory_peak;
         }
         save(&r, false);
-        if (last.v != V_INFRA)
+        if (last.v != V_INFRA || sbx_step_interrupt_signal())
             break;
         if (n < tries)
             say("attempt %d of %d on %s: infrastructure failure: %s; retrying on a fresh sandbox", n, tries,
                 spec->backend, last.error);
     }
-    int attempts = n > tries ? tries : n;
     int code = finish(&r, &last, attempts, cpu, peak);
     if (code == 0 && !(opts && opts->quiet))
         say("run %s: step %s succeeded on %s (%d attempt%s)", r.id, spec->name, spec->backend, attempts,
@@ -809,6 +912,8 @@ int sbx_step_run(sbx_step_spec *spec, const sbx_step_settings *set, const sbx_st
     strv_free(&r.attempt_env);
     fflush(stdout);
     fflush(stderr);
+    /* A keeper serves on with the default handlers (it ignores ^C and hangups). */
+    sbx_step_interrupt_restore();
     sbx_step_keeper_release(code);
     if (sbx_step_keeper_holding())
         sbx_step_keeper_serve();

@@ -627,6 +627,21 @@ int sbx_step_spec_finish(sbx_step_spec *s, const char *default_backend, sbx_err 
                         s->environment);
     if (!s->artifacts_dir && !(s->artifacts_dir = sbx_step_abs_path(NULL, "artifacts")))
         return oom(err);
+    /* Two outputs that land on one artifact would overwrite each other
+     * (absolute ones land under their base name). */
+    for (size_t i = 0; i < s->n_outputs; i++)
+        for (size_t j = i + 1; j < s->n_outputs; j++) {
+            const char *a = s->outputs[i], *b = s->outputs[j];
+            if (strcmp(sbx_step_output_local_name(a), sbx_step_output_local_name(b)) != 0 ||
+                (a[0] != '/' && b[0] != '/')) /* two relative ones: the same file, declared twice */
+                continue;
+            if (a[0] == '/' && b[0] == '/' && strcmp(a, b) == 0)
+                continue;
+            return sbx_fail(err, SBX_E_INVALID,
+                            "outputs %.200s and %.200s would both be collected as %.200s/%.200s (an absolute output "
+                            "lands under its base name): copy one to another name in the step",
+                            a, b, s->artifacts_dir, sbx_step_output_local_name(a));
+        }
     return 0;
 }
 

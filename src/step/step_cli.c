@@ -2,6 +2,7 @@
  * (step_cli.h). */
 #include "step_cli.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
@@ -77,6 +78,17 @@ static int fail_msg(const char *cmd, const sbx_err *e)
 
 /* ---- sbx run ------------------------------------------------------------------ */
 
+/* A relative path that cannot be made absolute: the current directory is
+ * gone (or out of memory). */
+static int cwd_failed(const char *what, sbx_err *err)
+{
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof(cwd)))
+        return sbx_fail_errno(err, errno, "%s: cannot resolve against the current directory (give an absolute path)",
+                              what);
+    return sbx_fail(err, SBX_E_SYSTEM, "%s: out of memory", what);
+}
+
 enum {
     O_BACKEND = 256, O_CPU, O_MEMORY, O_GPU, O_IMAGE, O_TIMEOUT, O_UPLOAD, O_OUTPUT, O_ARTIFACTS, O_CODE_DIR,
     O_NO_CODE, O_IGNORE, O_ENVIRONMENT, O_NAME, O_PREFIX, O_STEP, O_ENGINE_ONLY,
@@ -121,7 +133,9 @@ static int run_main(int argc, char **argv)
         if (c == 'f')
             file = optarg;
         if (c == '?' || c == ':') {
-            if (optopt && optopt < 256 && strchr("feqvwu", optopt))
+            /* optopt names a known option that lacks its value (a long
+             * one's val is >= 256); 0 or another letter: unknown. */
+            if (optopt >= 256 || (optopt > 0 && strchr("fevwu", optopt)))
                 return usage_error("run", "option needs a value: ", argv[optind - 1]);
             return usage_error("run", "unknown option ", argv[optind - 1]);
         }
@@ -158,12 +172,20 @@ static int run_main(int argc, char **argv)
         case O_OUTPUT: r = sbx_step_spec_add_output(&spec, optarg, &err); break;
         case O_ARTIFACTS: {
             char *abs = sbx_step_abs_path(NULL, optarg);
+            if (!abs) {
+                r = cwd_failed("--artifacts", &err);
+                break;
+            }
             free(spec.artifacts_dir);
             spec.artifacts_dir = abs;
             break;
         }
         case O_CODE_DIR: {
             char *abs = sbx_step_abs_path(NULL, optarg);
+            if (!abs) {
+                r = cwd_failed("--code-dir", &err);
+                break;
+            }
             free(spec.code_dir);
             spec.code_dir = abs;
             spec.code_dir_set = true;
@@ -176,11 +198,13 @@ static int run_main(int argc, char **argv)
             break;
         case O_IGNORE: {
             char **nv = realloc(spec.ignore, (spec.n_ignore + 2) * sizeof(char *));
-            if (nv) {
+            if (nv)
                 spec.ignore = nv;
-                nv[spec.n_ignore] = strdup(optarg);
-                nv[++spec.n_ignore] = NULL;
+            if (!nv || !(nv[spec.n_ignore] = strdup(optarg))) {
+                r = sbx_fail(&err, SBX_E_SYSTEM, "out of memory");
+                break;
             }
+            nv[++spec.n_ignore] = NULL;
             break;
         }
         case O_ENVIRONMENT:
@@ -218,9 +242,17 @@ static int run_main(int argc, char **argv)
     }
     if (optind < argc && sbx_step_spec_set_command(&spec, argv + optind, (size_t)(argc - optind), &err) < 0)
         goto bad;
-    if (!spec.code_dir_set && !(spec.code_dir = sbx_step_abs_path(NULL, ".")))
+    if (!spec.code_dir_set && !(spec.code_dir = sbx_step_abs_path(NULL, "."))) {
+        cwd_failed("the code directory (the current one)", &err);
         goto bad;
+    }
     spec.code_dir_set = true;
+    /* A backend that comes from the variable is named with it. */
+    if (!spec.backend && !sbx_step_backend_find(set.backend)) {
+        sbx_fail(&err, SBX_E_INVALID, "METAFLOW_SANDBOX_BACKEND '%.40s' is not a backend (allowed: local, sbx, e2b, daytona)",
+                 set.backend);
+        goto bad;
+    }
     if (set.uploads_json &&
         sbx_step_spec_add_uploads_json(&spec, set.uploads_json, "METAFLOW_SANDBOX_UPLOADS", NULL, &err) < 0)
         goto bad;
@@ -273,7 +305,7 @@ static int runs_main(int argc, char **argv)
             puts(t ? t : "[]");
             free(t);
         } else {
-            printf("%-23s %-16s %-8s %-10s %-5s %-8s %s\n", "ID", "NAME", "BACKEND", "STATUS", "EXIT", "ATTEMPTS",
+            printf("%-23s %-16s %-8s %-11s %-5s %-8s %s\n", "ID", "NAME", "BACKEND", "STATUS", "EXIT", "ATTEMPTS",
                    "CREATED");
             size_t i;
             json_t *r;
@@ -282,7 +314,7 @@ static int runs_main(int argc, char **argv)
                 char exs[16] = "-";
                 if (json_is_integer(ex))
                     snprintf(exs, sizeof(exs), "%lld", (long long)json_integer_value(ex));
-                printf("%-23s %-16s %-8s %-10s %-5s %-8zu %s\n", str_or(r, "id", "?"), str_or(r, "name", "?"),
+                printf("%-23s %-16s %-8s %-11s %-5s %-8zu %s\n", str_or(r, "id", "?"), str_or(r, "name", "?"),
                        str_or(r, "backend", "?"), str_or(r, "status", "?"), exs,
                        json_array_size(json_object_get(r, "attempts")), str_or(r, "created_at", "?"));
             }

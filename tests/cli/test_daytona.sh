@@ -77,6 +77,9 @@ import sqlite3, sys
 rows = sqlite3.connect('$TMP/state/registry.db').execute(\"select name, status from sandboxes where ns='daytona'\").fetchall()
 sys.exit(rows != [('$kept', 'stopped')])"
         check "only the kept sandbox's layer remains" test "$(ls -A "$TMP/state/layers/daytona" 2>/dev/null)" = "$kept"
+        # Deletes finish their teardown in the background; the stop waits
+        # for them and removes the pool of ready layer images.
+        check "no layer pool or trash remains" test ! -e "$TMP/state/layers/.pool" -a ! -e "$TMP/state/layers/.trash"
     fi
 fi
 

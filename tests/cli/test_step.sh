@@ -328,6 +328,96 @@ done
 # The local sandbox died with its launcher; an engine start sweeps its cgroups.
 "$SBX" run -- true
 
+# ---- interrupts: a signal to the launcher stops the step, removes its sandbox ----
+# sandbox_gone BACKEND ID: no cgroup of a local sandbox is left; the test
+# server lists no such sandbox in any namespace (sbx, e2b, daytona).
+sandbox_gone() {
+    if [ "$1" = local ]; then
+        ! find /sys/fs/cgroup -maxdepth 4 -name "$2" 2>/dev/null | grep -q .
+        return
+    fi
+    python3 - "$SRV_URL" "$2" <<'EOF'
+import json, sys, urllib.request
+rq = urllib.request.Request(sys.argv[1] + "/api/v1/rpc", headers={"Content-Type": "application/json"},
+    data=json.dumps({"jsonrpc": "2.0", "method": "sandbox.list", "params": {"namespace": "*"}, "id": 1}).encode())
+names = [s["name"] for s in json.load(urllib.request.urlopen(rq, timeout=30))["result"]["sandboxes"]]
+sys.exit(3 if sys.argv[2] in names else 0)
+EOF
+}
+sandbox_there() { ! sandbox_gone "$@"; }
+# start_long NAME [VAR=VALUE...]: a long step on backend $b in the
+# background (pid L); once its command is under way, id and sb from its record.
+start_long() {
+    local name=$1; shift
+    env "$@" "$SBX" run --backend "$b" --name "$name" -- sh -c 'echo started; sleep 30' >"$OUT" 2>"$ERR" </dev/null &
+    L=$!
+    set -- $(wait_record_sandbox)
+    id=${1:-} sb=${2:-}
+    sleep 0.5
+}
+# stop_long SIG: sends SIG to the launcher and waits: RC, and MS it took
+stop_long() {
+    local t0
+    t0=$(date +%s%N)
+    kill -"$1" "$L"
+    wait "$L"
+    RC=$?
+    MS=$(( ($(date +%s%N) - t0) / 1000000 ))
+}
+for b in $BACKENDS; do
+    (
+    "backend_env_$b"
+    start_long intr METAFLOW_SANDBOX_MAX_INFRA_RETRIES=3
+    check "[$b] interrupt: the step's sandbox exists while it runs" sandbox_there "$b" "$sb"
+    stop_long INT
+    check "[$b] ^C (SIGINT) to the launcher: exit 130 at once" bash -c "[ $RC = 130 ] && [ $MS -lt 10000 ]"
+    check "[$b] ... the sandbox is gone" sandbox_gone "$b" "$sb"
+    check "[$b] ... the record says interrupted by SIGINT, one attempt: no infra retry" rec_is "$id" \
+        '(r["status"], r["verdict"], r["exit_code"], r["interrupt"]["name"], r["interrupt"]["sandbox_left"], [a["verdict"] for a in r["attempts"]], bool(r["finished_at"]))' \
+        "('interrupted', 'interrupted', 130, 'SIGINT', None, ['interrupted'], True)"
+    check "[$b] ... the message says what happened" \
+        err_has "step intr was interrupted by SIGINT during attempt 1 of 4 on $b: the step was stopped, not retried, and its sandbox $sb removed"
+    check "[$b] ... sbx runs ls shows it interrupted" bash -c "$SBX runs ls | grep -q '^$id .*interrupted *130 '"
+
+    # SIGTERM and SIGHUP as ^C, with their own exit codes
+    if [ "$b" = local ] || [ "$b" = e2b ]; then sig=TERM code=143; else sig=HUP code=129; fi
+    start_long "intr$sig"
+    stop_long "$sig"
+    check "[$b] SIG$sig: exit $code at once, recorded" bash -c \
+        "[ $RC = $code ] && [ $MS -lt 10000 ] && [ \"$(rec "$id" '(r["verdict"], r["interrupt"]["name"])')\" = \"('interrupted', 'SIG$sig')\" ]"
+    check "[$b] ... the sandbox is gone" sandbox_gone "$b" "$sb"
+
+    # debug mode keeps the sandbox, and says how to reach it
+    if [ "$b" = local ] || [ "$b" = sbx ]; then
+        start_long dintr METAFLOW_SANDBOX_DEBUG="$TMP/debug-intr"
+        stop_long INT
+        check "[$b] debug: ^C exits 130 and keeps the sandbox, saying how to reach it" bash -c \
+            "[ $RC = 130 ] && grep -q 'its sandbox $sb was kept (debug mode)' $ERR && grep -q 'sandbox $sb was kept: .*sbx exec $sb' $ERR"
+        check "[$b] ... it is there" sandbox_there "$b" "$sb"
+        "$SBX" rm "$sb" >/dev/null 2>&1
+        check "[$b] ... sbx rm removes it" sandbox_gone "$b" "$sb"
+    fi
+    )
+done
+# A second ^C stops the cleanup too: the server is frozen, so removing
+# the sandbox hangs; the launcher exits at once, naming what was left.
+(
+b=sbx
+backend_env_sbx
+start_long intr2
+kill -STOP "$SRV_PID"
+kill -INT "$L"
+sleep 1
+stop_long INT
+kill -CONT "$SRV_PID"
+check "[sbx] a second ^C during the cleanup: exit 130 at once" bash -c "[ $RC = 130 ] && [ $MS -lt 10000 ]"
+check "[sbx] ... saying which sandbox was left and how to remove it" \
+    err_has "sandbox $sb was left: a second interrupt stopped its removal (remove it: sbx rm $sb)"
+check "[sbx] ... the record names it" rec_is "$id" '(r["interrupt"]["signals"], r["interrupt"]["sandbox_left"])' "(2, '$sb')"
+"$SBX" rm "$sb" >/dev/null 2>&1 # the frozen server may have removed it on waking
+check "[sbx] ... sbx rm leaves nothing" sandbox_gone sbx "$sb"
+)
+
 # ---- step files and the example pipeline ---------------------------------------------
 cat >"$TMP/step.json" <<'EOF'
 {"name": "fromfile", "backend": "local", "cpu": 1, "memory": 256, "timeout": 30,
@@ -413,12 +503,38 @@ SBX_MICROMAMBA_URL="http://127.0.0.1:$CLOSED_PORT" METAFLOW_SANDBOX_MICROMAMBA_C
     sbx_run "${ENVSTEP[@]}" -- true
 check "micromamba: offline, the error says which variable to set" bash -c \
     "[ $RC = 125 ] && grep -q 'cannot download micromamba' $ERR && grep -q METAFLOW_SANDBOX_MICROMAMBA_PATH $ERR"
+# ^C while micromamba downloads (a mirror that never answers): before any
+# sandbox or record, the launcher stops at once and leaves nothing.
+python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(8)
+print(s.getsockname()[1], flush=True); time.sleep(120)' >"$TMP/mute.port" &
+MUTE_PID=$!
+for _ in $(seq 100); do [ -s "$TMP/mute.port" ] && break; sleep 0.1; done
+before=$(n_runs)
+SBX_MICROMAMBA_URL="http://127.0.0.1:$(cat "$TMP/mute.port")" METAFLOW_SANDBOX_MICROMAMBA_CACHE_DIR="$TMP/mcache3" \
+    "$SBX" run "${ENVSTEP[@]}" -- true >"$OUT" 2>"$ERR" </dev/null &
+L=$!
+sleep 1.5
+stop_long INT
+kill "$MUTE_PID"; wait "$MUTE_PID" 2>/dev/null
+check "^C during the micromamba download: exit 130 at once, nothing created, no record" bash -c \
+    "[ $RC = 130 ] && [ $MS -lt 10000 ] && grep -q 'interrupted by SIGINT before the step started: nothing was created' $ERR &&
+     [ $(n_runs) = $before ] && ! ls $TMP/mcache3/*/ 2>/dev/null | grep -q ."
 
 # ---- bad input, backends, the fast path --------------------------------------------------
 sbx_run --backend nosuch -- true
 check "an unknown backend is refused with the allowed ones" bash -c "[ $RC = 125 ] && grep -q 'allowed: local, sbx, e2b, daytona' $ERR"
 METAFLOW_SANDBOX_BACKEND=nosuch sbx_run -- true
-check "METAFLOW_SANDBOX_BACKEND chooses the default backend" bash -c "[ $RC = 125 ] && grep -q \"backend 'nosuch' is unknown\" $ERR"
+check "METAFLOW_SANDBOX_BACKEND chooses the default backend, and a bad one is named with the variable" bash -c \
+    "[ $RC = 125 ] && grep -q \"METAFLOW_SANDBOX_BACKEND 'nosuch' is not a backend (allowed: local, sbx, e2b, daytona)\" $ERR"
+METAFLOW_SANDBOX_BACKEND=nosuch sbx_run --backend local -- true
+check "... --backend wins over METAFLOW_SANDBOX_BACKEND" rc_is 0
+sbx_run --backend local --cpu
+check "an option without its value says so (not 'unknown option')" bash -c "[ $RC = 125 ] && grep -q 'option needs a value: --cpu' $ERR"
+mkdir "$TMP/gone" && (cd "$TMP/gone" && rmdir "$TMP/gone" && "$SBX" run --backend local -- true >"$OUT" 2>"$ERR" </dev/null; echo $? >"$TMP/rc")
+RC=$(cat "$TMP/rc")
+check "a current directory that is gone is named as the problem" bash -c \
+    "[ $RC = 125 ] && grep -q 'cannot resolve against the current directory' $ERR"
 sbx_run --backend local --cpu 0 -- true
 check "a bad --cpu is refused naming what is allowed" bash -c "[ $RC = 125 ] && grep -q 'more than 0, at most 1024' $ERR"
 sbx_run --backend local --memory lots -- true

@@ -1,6 +1,6 @@
 """What the HTTP test scripts share: the check line printer with its
 failure count, and a server started on a free loopback port."""
-import os, signal, subprocess
+import os, signal, subprocess, time
 
 SBX = os.environ["SBX"]
 failed = 0
@@ -35,3 +35,13 @@ class Server:
     def stop(self, sig=signal.SIGTERM):
         self.p.send_signal(sig)
         return self.p.wait(timeout=30)
+
+
+def wait_for(cond, seconds):
+    """Polls cond() until it is true or `seconds` pass; returns its last value."""
+    end = time.time() + seconds
+    while True:
+        v = cond()
+        if v or time.time() >= end:
+            return v
+        time.sleep(0.05)

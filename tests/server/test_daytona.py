@@ -438,6 +438,110 @@ try:
     s.close()
     check("keyed server stops cleanly", keyed.stop() == 0)
     keyed = None
+
+    # ---- the layer image pool ---------------------------------------------------------------------
+    state = os.path.join(tmp, "pool")
+    pool, trash = os.path.join(state, "layers", ".pool"), os.path.join(state, "layers", ".trash")
+
+    def ready():
+        """{inode: name} of the ready 3 GiB images in the pool."""
+        names = os.listdir(pool) if os.path.isdir(pool) else []
+        return {os.stat(os.path.join(pool, n)).st_ino: n for n in names if n.startswith("3072.") and
+                n.endswith(".img")}
+
+    def image(sid):
+        return os.stat(os.path.join(state, "layers", "daytona", sid, "layer.img"))
+
+    # Leftovers of a run that crashed: a ready image, a half-made one, a deleted layer.
+    os.makedirs(os.path.join(trash, "7-deadbeef"))
+    os.makedirs(pool)
+    for f in (os.path.join(pool, "3072.1-1.img"), os.path.join(pool, "tmp.1-2"),
+              os.path.join(trash, "7-deadbeef", "layer.img")):
+        with open(f, "w") as fh:
+            fh.write("left over")
+    dev = Server(state, True, args=["--log-level", "debug"]).start()
+    check("a start clears the pool's and the trash's leftovers of an earlier run", wait_for(
+        lambda: not os.path.exists(trash) and not os.path.exists(os.path.join(pool, "3072.1-1.img")) and
+        not os.path.exists(os.path.join(pool, "tmp.1-2"))), os.listdir(state + "/layers"))
+    check("the pool fills with ready images of the default disk (3 GiB) in the background",
+          wait_for(lambda: len(ready()) == 3, 600), os.listdir(pool) if os.path.isdir(pool) else "no pool")
+    before = ready()
+    code, a = create(dev, {})
+    st = image(a["id"]) if code == 200 else None
+    check("a create of the default disk takes a ready image (the same inode, 3 GiB)",
+          st is not None and st.st_ino in before and st.st_size == 3 << 30, (code, a, before))
+    check("... and the pool makes up for it", wait_for(lambda: len(ready()) == 3 and set(ready()) != set(before), 600),
+          ready())
+    out = run(dev, a["id"], "fallocate -l 4G ~/big 2>&1; echo rc=$?; rm -f ~/big; fallocate -l 1G ~/fits && echo fits")
+    check("... whose 3 GiB limit holds", out is not None and "No space left" in out and "rc=1" in out and
+          "fits" in out, out)
+    before = ready()
+    code, b = create(dev, {"disk": 1})
+    st = image(b["id"]) if code == 200 else None
+    check("a create of another disk size makes its own image (1 GiB), the pool untouched",
+          st is not None and st.st_ino not in before and st.st_size == 1 << 30 and ready() == before, (code, b))
+    out = run(dev, b["id"], "fallocate -l 2G ~/big 2>&1; echo rc=$?")
+    check("... whose 1 GiB limit holds", out is not None and "No space left" in out and "rc=1" in out, out)
+    for x in (a, b):
+        api(dev, "/sandbox/" + x["id"], method="DELETE")
+    check("server with a pool stops cleanly", dev.stop() == 0)
+    dev = None
+    check("a stop removes the pool and leaves no trash", not os.path.exists(pool) and not os.path.exists(trash),
+          os.listdir(state + "/layers"))
+    check("deleted sandboxes leave no layer (background teardown)",
+          os.listdir(os.path.join(state, "layers", "daytona")) == [])
+
+    # ---- background teardown: the delete answers first, the server's stop waits ---------------------
+    dev = Server(state, True, env={"SBX_TEARDOWN_DELAY_MS": "1500"}).start()
+    code, a = create(dev, {})
+    sid = a.get("id", "")
+    with open(state + ".log") as f:
+        engine_ids = [l.split("engine id ")[1].strip().rstrip(")") for l in f if
+                      ("sandbox daytona/%s started" % sid) in l]
+    lock = "/run/sbx/sandboxes/" + (engine_ids[-1] if engine_ids else "none")
+    check("a sandbox to delete (its engine lock is there)", code == 200 and os.path.exists(lock), (a, engine_ids))
+    run(dev, sid, "touch /tmp/mark")
+    t0 = time.time()
+    code, body = api(dev, "/sandbox/" + sid, method="DELETE")
+    took = time.time() - t0
+    check("DELETE answers before the teardown is over (state destroyed)",
+          code == 200 and body.get("state") == "destroyed" and took < 1.0 and os.path.exists(lock), (took, body))
+    check("... the sandbox is gone at once: 404, not in the registry, its layer dir moved away",
+          api(dev, "/sandbox/" + sid)[0] == 404 and
+          rpc(dev, "sandbox.list", {"namespace": "daytona"})[1]["result"]["sandboxes"] == [] and
+          not os.path.exists(os.path.join(state, "layers", "daytona", sid)))
+    # The microsandbox API can reuse the name (Daytona's own ids never repeat).
+    code, body = rpc(dev, "sandbox.start", {"namespace": "daytona", "sandbox": sid, "config": {"image": "host"}})
+    took = time.time() - t0
+    code2, body2 = rpc(dev, "sandbox.command.run", {"namespace": "daytona", "sandbox": sid, "command": "sh",
+                                                    "args": ["-c", "test -e /tmp/mark; echo $?"]})
+    check("a start of the same name waits for the teardown, then runs with a fresh layer",
+          code == 200 and took >= 1.0 and code2 == 200 and
+          body2.get("result", {}).get("output") == [{"stream": "stdout", "text": "1"}], (took, body, body2))
+    rpc(dev, "sandbox.delete", {"namespace": "daytona", "sandbox": sid})
+    code, a = create(dev, {})
+    code, body = api(dev, "/sandbox/" + a.get("id", ""), method="DELETE")
+    with open(state + ".log") as f:
+        engine_ids = [l.split("engine id ")[1].strip().rstrip(")") for l in f if
+                      ("sandbox daytona/%s started" % a.get("id")) in l]
+    lock = "/run/sbx/sandboxes/" + (engine_ids[-1] if engine_ids else "none")
+    pending = os.path.exists(lock)
+    t0 = time.time()
+    rc = dev.stop()
+    took = time.time() - t0
+    dev = None
+    check("SIGTERM right after a DELETE: the server waits for the teardown, then exits 0",
+          rc == 0 and pending and took >= 1.0, (rc, pending, took))
+    cg = [p for p in ("/sys/fs/cgroup/sbx/" + os.path.basename(lock),) + tuple(
+        "/sys/fs/cgroup/%s/sbx/%s" % (c, os.path.basename(lock)) for c in os.listdir("/sys/fs/cgroup"))
+          if os.path.exists(p)]
+    with open("/proc/self/mountinfo") as f:
+        mounted = state in f.read()
+    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    check("... leaving no lock, cgroup, mount, loop device, layer, trash or pool",
+          not os.path.exists(lock) and not cg and not mounted and state not in loops and
+          os.listdir(os.path.join(state, "layers", "daytona")) == [] and not os.path.exists(trash) and
+          not os.path.exists(pool), (lock, cg, mounted, os.listdir(os.path.join(state, "layers"))))
 finally:
     for srv in (dev, keyed):
         if srv:

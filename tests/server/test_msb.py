@@ -121,6 +121,14 @@ try:
     check("command timeout is 500 / 5002", code == 500 and body == {"error": "Internal server error", "code": 5002}, body)
     code, body = rpc(dev, "sandbox.command.run", {"sandbox": "py", "command": "sh", "args": ["-c", "pgrep sleep || echo none"]})
     check("the timed-out command was killed and the sandbox still works", code == 200 and body["result"]["output"][-1]["text"] == "none", body)
+    # Huge timeouts are none: 1e300 s once became an integer by undefined
+    # behaviour (UBSan float-cast-overflow), 1e16 s wrapped the µs deadline
+    # around. A tiny positive one is still a timeout (it was none).
+    for t in (1e300, 1e16):
+        code, body = rpc(dev, "sandbox.command.run", {"sandbox": "py", "command": "echo", "args": ["t"], "timeout": t})
+        check("command.run with timeout %g runs to its end" % t, code == 200 and body["result"]["output"] == [{"stream": "stdout", "text": "t"}], body)
+    code, body = rpc(dev, "sandbox.command.run", {"sandbox": "py", "command": "sleep", "args": ["30"], "timeout": 1e-9})
+    check("command timeout of 1e-9 s is a timeout, not none", code == 500 and body == {"error": "Internal server error", "code": 5002}, body)
     code, body = rpc(dev, "sandbox.command.run", {"command": "true"})
     check("command.run without sandbox: 400 with the portal message", code == 400 and body["error"] == "Missing required 'sandbox' parameter for portal request", body)
     code, body = rpc(dev, "sandbox.command.run", {"sandbox": "nothere", "command": "true"})
@@ -146,6 +154,9 @@ try:
     check("repl.run python: the result shape", code == 200 and body["result"] == {"status": "success", "language": "python", "output": []}, body)
     code, body = repl("python", "x * 2")
     check("repl.run python: state kept across calls, expressions echo", code == 200 and body["result"]["output"] == [{"stream": "stdout", "text": "42"}], body)
+    for t in (1e300, 1e16):  # as for command.run above
+        code, body = repl("python", "x * 3", timeout=t)
+        check("repl.run with timeout %g runs to its end" % t, code == 200 and body["result"]["output"] == [{"stream": "stdout", "text": "63"}], body)
     t0 = time.time()
     code, body = repl("python", "print((1", timeout=30)
     out = body["result"]["output"] if code == 200 else []
@@ -291,6 +302,31 @@ try:
                                                                                  "cpu_usage": None, "memory_usage": None, "disk_usage": None}], body)
     code, body = rpc(dev, "sandbox.stop", {"sandbox": "py", "namespace": "nons"})
     check("stop in a namespace never created: 400", code == 400 and body["error"] == "Namespace directory 'nons' does not exist", body)
+
+    # ---- a sandbox whose init dies by itself (OOM killer, say) ----------
+    rpc(dev, "sandbox.start", {"sandbox": "dies", "config": {"image": "microsandbox/python", "memory": 128}})
+    eid = [l.split("engine id ")[1].rstrip(")\n") for l in open(state + ".log") if "default/dies started" in l][-1]
+    init = None
+    for cg in ("/sys/fs/cgroup/pids/sbx/%s" % eid, "/sys/fs/cgroup/sbx/%s" % eid):
+        if os.path.exists(cg + "/cgroup.procs"):
+            for pid in open(cg + "/cgroup.procs").read().split():
+                if open("/proc/%s/comm" % pid).read().strip() == "sbx-init":
+                    init = int(pid)
+    check("the sandbox's init is found on the host", init is not None, eid)
+    os.kill(init, signal.SIGKILL)
+    time.sleep(0.2)
+    code, body = rpc(dev, "sandbox.metrics.get", {"namespace": "default", "sandbox": "dies"})
+    check("a sandbox whose init died is listed as not running", code == 200 and body["result"]["sandboxes"][0]["running"] is False, body)
+    code, body = rpc(dev, "sandbox.command.run", {"sandbox": "dies", "command": "true"})
+    check("... and a command in it fails with 500 (the contract's not-running answer)", code == 500, body)
+    common.wait_for(lambda: "sandbox default/dies died: its init was killed by signal 9" in open(state + ".log").read(), 5)
+    check("the server logs why it stopped", "default/dies died: its init was killed by signal 9" in open(state + ".log").read())
+    common.wait_for(lambda: not any(os.path.exists(p % eid) for p in ("/sys/fs/cgroup/pids/sbx/%s", "/sys/fs/cgroup/sbx/%s")), 5)
+    check("its cgroups are gone", not any(os.path.exists(p % eid) for p in ("/sys/fs/cgroup/pids/sbx/%s", "/sys/fs/cgroup/memory/sbx/%s", "/sys/fs/cgroup/sbx/%s")))
+    code, body = rpc(dev, "sandbox.start", {"sandbox": "dies"})
+    code, body = rpc(dev, "sandbox.command.run", {"sandbox": "dies", "command": "echo", "args": ["back"]})
+    check("a start brings it back", code == 200 and body["result"]["output"] == [{"stream": "stdout", "text": "back"}], body)
+    rpc(dev, "sandbox.delete", {"sandbox": "dies"})
 
     # ---- restart: state survives -----------------------------------------
     rpc(dev, "sandbox.start", {"sandbox": "py"})

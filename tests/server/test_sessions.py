@@ -128,6 +128,11 @@ try:
     lst = result(s, "session.list")
     check("default MSB_DEFAULT_FLAVOR small, template python",
           r and r["stdout"] == "5" and lst and lst[0]["flavor"] == "small" and lst[0]["template"] == "python", lst)
+    # A huge timeout is none: 1e300 s once became an integer by undefined
+    # behaviour (UBSan float-cast-overflow), 1e16 s wrapped the deadline.
+    for t in (1e300, 1e16):
+        r = result(s, "session.execute_code", {"code": "print(6 * 7)", "timeout": t})
+        check("session.execute_code with timeout %g runs to its end" % t, r and r["stdout"] == "42", r)
     log = open(s.state + ".log").read()
     check("default MSB_LOG_LEVEL INFO: info lines, no debug lines", " info " in log and " debug " not in log, log[-300:])
     check("graceful stop of the defaults server", stop(s) == 0)

@@ -165,6 +165,23 @@ static void test_finish_checks(void)
     memset(&s, 0, sizeof(s));
     T_OK(sbx_step_spec_finish(&s, "local", &e) < 0 && strstr(e.msg, "no command given"), "no command: refused");
     sbx_step_spec_free(&s);
+    T_OK(parse("{\"command\": [\"a\"], \"outputs\": [\"/a/out.txt\", \"/b/out.txt\"]}", &s, &e) == 0, "parse");
+    T_OK(sbx_step_spec_finish(&s, "local", &e) < 0 && strstr(e.msg, "outputs /a/out.txt and /b/out.txt would both") &&
+             strstr(e.msg, "/out.txt"),
+         "two absolute outputs with one base name are refused (%s)", e.msg);
+    sbx_step_spec_free(&s);
+    T_OK(parse("{\"command\": [\"a\"], \"outputs\": [\"sub/out.txt\", \"/tmp/out.txt\"]}", &s, &e) == 0, "parse");
+    T_OK(sbx_step_spec_finish(&s, "local", &e) == 0, "... not outputs that land apart (sub/out.txt, out.txt): %s", e.msg);
+    sbx_step_spec_free(&s);
+    T_OK(parse("{\"command\": [\"a\"], \"outputs\": [\"out.txt\", \"./out.txt\", \"/x/y.txt\", \"/x/y.txt\"]}", &s, &e) ==
+             0,
+         "parse");
+    T_OK(sbx_step_spec_finish(&s, "local", &e) == 0, "... nor one output declared twice: %s", e.msg);
+    sbx_step_spec_free(&s);
+    T_OK(parse("{\"command\": [\"a\"], \"outputs\": [\"out.txt\", \"/tmp/out.txt\"]}", &s, &e) == 0, "parse");
+    T_OK(sbx_step_spec_finish(&s, "local", &e) < 0 && strstr(e.msg, "would both"),
+         "a relative and an absolute output on one artifact are refused (%s)", e.msg);
+    sbx_step_spec_free(&s);
 }
 
 static void test_uploads_json(void)
