@@ -644,7 +644,7 @@ static int m_command_run(sbx_server *srv, json_t *params, json_t **result, sbx_r
     sbx_err err = {0};
     sbx_rpc_stream_begin();
     struct hangup hup;
-    if (hangup_watch(&hup, sbx_rpc_stream_client_fd()) == 0)
+    if (hangup_watch(&hup, sbx_rpc_client_fd()) == 0)
         xs.signal_fd = hup.sig[0];
     int rc = sbx_sandbox_exec(l->sb, &xs, &res, &err);
     hangup_unwatch(&hup);
@@ -725,7 +725,7 @@ static int m_repl_run(sbx_server *srv, json_t *params, json_t **result, sbx_rpc_
     sbx_rpc_stream_begin();
     /* A streamed call whose client goes away interrupts its code (as a
      * timeout does; tests/security/client_disconnect_stream.sh). */
-    struct pollfd gone = {sbx_rpc_stream_client_fd(), POLLRDHUP, 0};
+    struct pollfd gone = {sbx_rpc_client_fd(), POLLRDHUP, 0};
     sbx_repl_run_opts ro = {.timeout_ms = sbx_timeout_ms(timeout), .cancel = &gone, .n_cancel = gone.fd >= 0};
     if (sbx_server_repl_exec(l, lang, json_string_value(jc), SBX_REPL_ECHO, &ro, on_repl_output, &L, &res, &fresh,
                              &err) < 0) {

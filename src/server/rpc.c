@@ -110,6 +110,7 @@ struct stream_job {
 };
 
 static _Thread_local struct stream_job *cur_job;
+static _Thread_local int cur_client = -1; /* unstreamed calls: see sbx_rpc_client_fd */
 
 static void job_unref(struct stream_job *j)
 {
@@ -144,10 +145,12 @@ bool sbx_rpc_stream_begin(void)
     return true;
 }
 
-int sbx_rpc_stream_client_fd(void)
+int sbx_rpc_client_fd(void)
 {
     struct stream_job *j = cur_job;
-    return j && j->stream ? j->client_fd : -1;
+    if (j)
+        return j->stream ? j->client_fd : -1;
+    return cur_client;
 }
 
 static void stream_line(struct stream_job *j, json_t *msg)
@@ -368,8 +371,15 @@ void sbx_rpc_handle(sbx_server *srv, const sbx_http_req *req, const char *fixed_
         }
         if (rc < 0)
             goto fail;
-    } else if (m->fn(srv, json_is_object(params) ? params : NULL, &result, &e) < 0) {
-        goto fail;
+    } else {
+        /* Work a client asked for stops when it goes away, answer or not. */
+        cur_client = m->streams ? sbx_http_client_socket(req) : -1;
+        int rc = m->fn(srv, json_is_object(params) ? params : NULL, &result, &e);
+        if (cur_client >= 0)
+            close(cur_client);
+        cur_client = -1;
+        if (rc < 0)
+            goto fail;
     }
     json_t *ok = json_pack("{s:s, s:o}", "jsonrpc", "2.0", "result", result ? result : json_null());
     if (id)
