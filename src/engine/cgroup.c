@@ -531,6 +531,74 @@ static int procs_kill(const char *dir, bool do_kill)
     return n;
 }
 
+/* The process group of host process `pid`, as the host sees it (the first
+ * NSpgid field) and as its own pid namespace does (the last). */
+static bool pgid_of(long pid, long *host_pgid, long *ns_pgid)
+{
+    char path[64], buf[2048];
+    snprintf(path, sizeof(path), "/proc/%ld/status", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    char *l = strstr(buf, "\nNSpgid:");
+    if (!l)
+        return false;
+    l += strlen("\nNSpgid:");
+    char *eol = strchr(l, '\n');
+    if (eol)
+        *eol = '\0';
+    char *end;
+    *host_pgid = strtol(l, &end, 10);
+    if (end == l)
+        return false;
+    *ns_pgid = *host_pgid;
+    for (char *p = end; *p;) {
+        long v = strtol(p, &end, 10);
+        if (end == p)
+            break;
+        *ns_pgid = v;
+        p = end;
+    }
+    return true;
+}
+
+int sbx_cg_kill_group(const sbx_cgroup *cg, pid_t ns_pgid)
+{
+    if (ns_pgid <= 1)
+        return -EINVAL;
+    for (int d = 0; d < cg->ndirs; d++) {
+        if (!cg->dir[d][0])
+            continue;
+        char path[PATH_MAX];
+        if (sbx_pathf(path, sizeof(path), "%s/cgroup.procs", cg->dir[d]) < 0)
+            return -ENAMETOOLONG;
+        char *text = sbx_slurp(path, NULL);
+        if (!text)
+            continue;
+        int rc = -ESRCH;
+        for (char *p = text, *end; *p; p = end) {
+            long pid = strtol(p, &end, 10), host_pgid, pgid;
+            if (end == p)
+                break;
+            if (pid > 0 && pgid_of(pid, &host_pgid, &pgid) && pgid == ns_pgid && host_pgid > 1) {
+                /* One kill of the whole group: the kernel lets no fork
+                 * slip past a group signal. */
+                kill((pid_t)-host_pgid, SIGKILL);
+                rc = 0;
+                break;
+            }
+        }
+        free(text);
+        return rc;
+    }
+    return -ENOENT;
+}
+
 int sbx_cg_kill_all(const sbx_cgroup *cg)
 {
     bool by_kernel[SBX_CG_MAX_DIRS] = {false};

@@ -113,6 +113,12 @@ int sbx_cg_stats_read(const sbx_cgroup *cg, sbx_cg_stats *st);
 /* SIGKILLs every process in the sandbox's cgroups (cgroup.kill on v2 when
  * the kernel has it, else a procs sweep until empty). */
 int sbx_cg_kill_all(const sbx_cgroup *cg);
+/* SIGKILLs, from the host, the process group whose leader has pid
+ * `ns_pgid` in the sandbox's pid namespace (a command started by init
+ * leads its own session). Init shares the sandbox's cpu quota with the
+ * command, so a fork bomb can starve it for minutes; the host is not
+ * starved. 0, -ESRCH (no such leader left) or -errno. */
+int sbx_cg_kill_group(const sbx_cgroup *cg, pid_t ns_pgid);
 /* Removes the cgroup dirs (retrying while the kernel drains them) and the
  * parent <name> dir when it became empty. Closes fds. */
 int sbx_cg_destroy(sbx_cgroup *cg, sbx_err *err);

@@ -174,6 +174,17 @@ static void send_signal(sbx_sandbox *sb, uint64_t id, int sig)
     pthread_mutex_unlock(&sb->send_lock);
 }
 
+/* Signals a command's job through init; a SIGKILL also goes straight
+ * from the host to the job's process group (`pid`: the command's pid in
+ * the sandbox, 0 when unknown), because init shares the sandbox's cpu
+ * quota with the job and a fork bomb starves it. */
+static void signal_job(sbx_sandbox *sb, uint64_t id, pid_t pid, int sig)
+{
+    send_signal(sb, id, sig);
+    if (sig == SIGKILL && pid > 1 && sb->has_cg)
+        sbx_cg_kill_group(&sb->cg, pid);
+}
+
 static const char *stage_name(int stage)
 {
     switch (stage) {
@@ -309,6 +320,7 @@ int sbx_sandbox_exec(sbx_sandbox *sb, const sbx_exec_spec *xs, sbx_exec_result *
     uint64_t drain_until = 0, kill_sent = 0;
     bool started = false, exited = false;
     int status = 0;
+    pid_t job = 0; /* the command's pid in the sandbox, once started */
     while (!exited || out.fd >= 0 || errc.fd >= 0) {
         uint64_t now = sbx_now_usec();
         if (exited && now >= drain_until)
@@ -320,7 +332,7 @@ int sbx_sandbox_exec(sbx_sandbox *sb, const sbx_exec_spec *xs, sbx_exec_result *
                 kill(sb->init_pid, SIGKILL);
                 sb->dead = true;
             } else {
-                send_signal(sb, id, SIGKILL);
+                signal_job(sb, id, job, SIGKILL);
             }
             kill_sent = now;
         }
@@ -358,7 +370,7 @@ int sbx_sandbox_exec(sbx_sandbox *sb, const sbx_exec_spec *xs, sbx_exec_result *
         if (isig >= 0 && pf[isig].revents) {
             int sig = 0;
             if (read(xs->signal_fd, &sig, sizeof(sig)) == (ssize_t)sizeof(sig) && sig > 0 && sig < 65)
-                send_signal(sb, id, sig);
+                signal_job(sb, id, job, sig);
         }
         if (ichan >= 0 && pf[ichan].revents) {
             _Alignas(8) char buf[128];
@@ -367,6 +379,7 @@ int sbx_sandbox_exec(sbx_sandbox *sb, const sbx_exec_spec *xs, sbx_exec_result *
             if (n >= (ssize_t)sizeof(struct sbx_msg_started) && h->type == SBX_MSG_STARTED) {
                 const struct sbx_msg_started *s = (const void *)buf;
                 started = true;
+                job = s->err ? 0 : s->pid;
                 if (s->err) {
                     res->exec_errno = s->err;
                     res->exit_code = s->err == ENOENT ? 127 : 126;
@@ -616,7 +629,7 @@ int sbx_proc_signal(sbx_proc *p, int sig)
 {
     if (p->exited || p->sb->dead)
         return -1;
-    send_signal(p->sb, p->id, sig);
+    signal_job(p->sb, p->id, p->pid, sig);
     return 0;
 }
 
@@ -656,7 +669,7 @@ void sbx_proc_free(sbx_proc *p)
     if (!p)
         return;
     if (!p->exited && !p->sb->dead)
-        send_signal(p->sb, p->id, SIGKILL);
+        signal_job(p->sb, p->id, p->pid, SIGKILL);
     if (p->chan >= 0)
         close(p->chan);
     for (int i = 0; i < 3; i++)

@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
@@ -55,6 +56,8 @@ static pid_t raw_fork(void)
 {
     return (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, 0UL, NULL, NULL, 0UL);
 }
+
+static void reap(void);
 
 /* The exec child shares init's memory until it execs (CLONE_VM, see
  * handle_exec): a failure is left here for init, which sleeps meanwhile. */
@@ -298,6 +301,17 @@ static void handle_exec(size_t len, int *fds, int nfds)
     __asan_unpoison_memory_region(exec_stack, sizeof(exec_stack));
 #endif
     pid_t pid = clone(exec_child_start, exec_stack + sizeof(exec_stack), CLONE_VM | CLONE_VFORK | SIGCHLD, &xa);
+    /* A job killed at its timeout (a fork bomb, say) gives its pids back
+     * only as its thousands of processes exit and we reap them (they are
+     * ours now), so the next command would meet a full pids cgroup for a
+     * moment. Reap and retry for up to a second before reporting EAGAIN;
+     * a sandbox that really is full still gets its EAGAIN. */
+    for (int i = 0; pid < 0 && errno == EAGAIN && i < 200; i++) {
+        reap();
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        pid = clone(exec_child_start, exec_stack + sizeof(exec_stack), CLONE_VM | CLONE_VFORK | SIGCHLD, &xa);
+    }
     if (xa.pinned)
         sched_setaffinity(0, sizeof(init_cpus), &init_cpus);
     if (pid < 0) {

@@ -20,8 +20,10 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <linux/loop.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -66,6 +68,26 @@ static int run_mkfs(const char *img, sbx_err *err)
     return sbx_fail(err, SBX_E_SYSTEM, "layer: mkfs.ext4 not found (install e2fsprogs)");
 }
 
+/* Images left half-made by a process that died while making one (a
+ * server killed during sandbox.start): "layer.img.<pid>" of a pid that no
+ * longer runs. They are never used, only disk taken. */
+static void remove_stale_images(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end;
+        if (strncmp(e->d_name, "layer.img.", 10) != 0)
+            continue;
+        long pid = strtol(e->d_name + 10, &end, 10);
+        if (!*end && pid > 0 && pid != getpid() && kill((pid_t)pid, 0) < 0 && errno == ESRCH)
+            unlinkat(dirfd(d), e->d_name, 0);
+    }
+    closedir(d);
+}
+
 /* Makes the ext4 image `img` of `bytes`: aside (tmp) and renamed in, so a
  * crash never leaves half an image under its name. Its fd stays open in
  * *fd_out unless that is NULL. */
@@ -98,6 +120,7 @@ int sbx_layer_prepare(const char *dir, uint64_t bytes, int *img_fd, sbx_err *err
         return sbx_fail_errno(err, -r, "layer directory %s", dir);
     int fd = open(img, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0 && errno == ENOENT) {
+        remove_stale_images(dir);
         char tmp[PATH_MAX + 16];
         snprintf(tmp, sizeof(tmp), "%s.%d", img, (int)getpid());
         if (make_image(img, tmp, bytes, &fd, err) < 0)

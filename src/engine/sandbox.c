@@ -687,6 +687,10 @@ int sbx_setup_failed(sbx_sandbox *sb, sbx_err *err)
         _Alignas(8) char buf[sizeof(struct sbx_msg_error)];
         ssize_t n = sbx_msg_recv(sb->ctl_fd, buf, sizeof(buf), NULL, NULL);
         const struct sbx_msg_hdr *h = (const void *)buf;
+        /* init died with our EXEC request unread: the kernel reports that
+         * as ECONNRESET, once, before the messages it had sent. */
+        if (n == -ECONNRESET)
+            continue;
         if (n < (ssize_t)sizeof(*h))
             break;
         if (h->type == SBX_MSG_READY) {

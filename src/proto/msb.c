@@ -7,10 +7,15 @@
 #include "util.h"
 
 #include <fcntl.h>
+#include <openssl/rand.h>
 
 #include <errno.h>
 #include <ftw.h>
 #include <math.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +24,10 @@
 #include <unistd.h>
 
 #define MAX_OUTPUT (16u << 20)
+/* Each line kept costs ~600 bytes of JSON objects beside its text, so a
+ * flood of short lines ("yes") would take ~10 GB of the server before the
+ * 16 MiB of text ran out: lines are capped too (~80 MB at most). */
+#define MAX_LINES 131072u
 #define MAX_FILE (16u << 20) /* sandbox.fs.* content, decoded */
 
 /* ---- params ------------------------------------------------------------- */
@@ -196,6 +205,22 @@ static int parse_conf(json_t *cfg, sbx_sandbox_conf *c, sbx_rpc_err *e)
 
 /* ---- sandbox.start / stop ----------------------------------------------- */
 
+/* An internal error (logged with its detail, 500/5002); when the server's
+ * own disk is full the client is told so, since only an operator can act
+ * (tests/security/state_dir_full.sh). */
+static int __attribute__((format(printf, 3, 4))) storage_fail(sbx_rpc_err *e, const sbx_err *err, const char *fmt, ...)
+{
+    char what[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    sbx_rpc_internal(e, "%s: %s", what, err->msg);
+    if (err->sys_errno == ENOSPC || err->sys_errno == EDQUOT)
+        snprintf(e->msg, sizeof(e->msg), "Internal server error: no space left on the server's disk");
+    return -1;
+}
+
 static int m_start(sbx_server *srv, json_t *params, json_t **result, sbx_rpc_err *e)
 {
     const char *ns, *name;
@@ -222,7 +247,7 @@ static int m_start(sbx_server *srv, json_t *params, json_t **result, sbx_rpc_err
         int r = text ? sbx_reg_put(srv->reg, &row, &err) : -1;
         free(text);
         if (r < 0)
-            return sbx_rpc_internal(e, "sandbox.start %s/%s: %s", ns, name, err.msg);
+            return storage_fail(e, &err, "sandbox.start %s/%s", ns, name);
         stored = json_incref(cfg);
     } else {
         sbx_reg_row row;
@@ -246,7 +271,7 @@ static int m_start(sbx_server *srv, json_t *params, json_t **result, sbx_rpc_err
     sbx_conf_free(&conf);
     if (rc < 0) {
         if (err.code == SBX_E_SYSTEM)
-            return sbx_rpc_internal(e, "sandbox.start %s/%s: %s", ns, name, err.msg);
+            return storage_fail(e, &err, "sandbox.start %s/%s", ns, name);
         return sbx_rpc_fail(e, 400, 2001, "%s", err.msg);
     }
     char msg[128];
@@ -430,7 +455,7 @@ struct lines {
     json_t *arr;
     char *part[3];
     size_t part_len[3];
-    size_t total;
+    size_t total, nlines;
     bool truncated;
 };
 
@@ -438,14 +463,24 @@ static void add_line(struct lines *L, int stream, const char *s, size_t n)
 {
     if (L->truncated)
         return;
-    if (L->total + n > MAX_OUTPUT) {
+    if (L->total + n > MAX_OUTPUT || L->nlines >= MAX_LINES) {
         L->truncated = true;
         return;
     }
     L->total += n;
+    L->nlines++;
     const char *name = stream == SBX_STDOUT ? "stdout" : "stderr";
     json_array_append_new(L->arr, json_pack("{s:s, s:o}", "stream", name, "text", sbx_rpc_text(s, n)));
     sbx_rpc_stream_output(name, s, n); /* "stream": true callers see it now */
+}
+
+/* The last line, past the caps on purpose: the caller must learn that the
+ * output was cut. */
+static void add_note(struct lines *L, const char *note)
+{
+    L->truncated = false;
+    L->total = L->nlines = 0;
+    add_line(L, SBX_STDERR, note, strlen(note));
 }
 
 static void flush_lines(struct lines *L)
@@ -468,6 +503,15 @@ static void on_output(void *ud, int stream, const char *d, size_t n)
         if (nl && !L->part_len[stream]) {
             add_line(L, stream, d, take);
         } else {
+            /* A line that cannot fit in what is left of MAX_OUTPUT would be
+             * dropped when it ends: do not hold it meanwhile, or a command
+             * printing gigabytes without a newline grows the server by as
+             * much (tests/security/stdout_flood.sh). */
+            if (L->truncated || L->total + L->part_len[stream] + take > MAX_OUTPUT) {
+                L->truncated = true;
+                L->part_len[stream] = 0;
+                return;
+            }
             char *p = realloc(L->part[stream], L->part_len[stream] + take + 1);
             if (!p)
                 return;
@@ -483,6 +527,62 @@ static void on_output(void *ud, int stream, const char *d, size_t n)
             break;
         d += take + 1;
         n -= take + 1;
+    }
+}
+
+/* A streamed call whose client goes away stops its command: a thread
+ * watches the client's socket and, on hang-up, sends SIGKILL to the
+ * command's process group through the exec's signal_fd (as a timeout
+ * would). Nothing else could notice: the connection's thread waits for
+ * output that a silent command never writes. */
+struct hangup {
+    pthread_t t;
+    int client, sig[2], stop[2];
+};
+
+static void *hangup_main(void *arg)
+{
+    struct hangup *h = arg;
+    struct pollfd pf[2] = {{h->client, POLLRDHUP, 0}, {h->stop[0], POLLIN, 0}};
+    while (poll(pf, 2, -1) < 0 && errno == EINTR) {
+    }
+    /* POLLIN alone (a pipelined request) is not a hang-up: stop watching. */
+    if (pf[0].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
+        int sig = SIGKILL;
+        if (write(h->sig[1], &sig, sizeof(sig)) < 0)
+            sbx_log(SBX_LOG_WARN, "command.run: cannot stop the command of a client that went away");
+    }
+    return NULL;
+}
+
+/* 0 with h->sig[0] to use as signal_fd, or -1 (nothing to watch). */
+static int hangup_watch(struct hangup *h, int client)
+{
+    h->client = client;
+    h->sig[0] = h->sig[1] = h->stop[0] = h->stop[1] = -1;
+    if (client < 0 || pipe2(h->sig, O_CLOEXEC) < 0)
+        return -1;
+    if (pipe2(h->stop, O_CLOEXEC) == 0 && pthread_create(&h->t, NULL, hangup_main, h) == 0)
+        return 0;
+    for (int i = 0; i < 2; i++) {
+        close(h->sig[i]);
+        if (h->stop[i] >= 0)
+            close(h->stop[i]);
+    }
+    return -1;
+}
+
+static void hangup_unwatch(struct hangup *h)
+{
+    if (h->sig[0] < 0)
+        return;
+    char b = 0;
+    ssize_t n = write(h->stop[1], &b, 1);
+    (void)n; /* a pipe of our own, empty: cannot fail */
+    pthread_join(h->t, NULL);
+    for (int i = 0; i < 2; i++) {
+        close(h->sig[i]);
+        close(h->stop[i]);
     }
 }
 
@@ -543,7 +643,11 @@ static int m_command_run(sbx_server *srv, json_t *params, json_t **result, sbx_r
     sbx_exec_result res;
     sbx_err err = {0};
     sbx_rpc_stream_begin();
+    struct hangup hup;
+    if (hangup_watch(&hup, sbx_rpc_client_fd()) == 0)
+        xs.signal_fd = hup.sig[0];
     int rc = sbx_sandbox_exec(l->sb, &xs, &res, &err);
+    hangup_unwatch(&hup);
     sbx_server_release(srv, l);
     flush_lines(&L);
     if (rc < 0) {
@@ -568,9 +672,7 @@ static int m_command_run(sbx_server *srv, json_t *params, json_t **result, sbx_r
         code = res.exit_code;
     }
     if (L.truncated) {
-        static const char note[] = "[sbx: output truncated at 16 MiB]";
-        L.truncated = false;
-        add_line(&L, SBX_STDERR, note, sizeof(note) - 1);
+        add_note(&L, "[sbx: output truncated at 16 MiB or 131072 lines]");
     }
     sbx_exec_result_free(&res);
     free(argv);
@@ -621,14 +723,22 @@ static int m_repl_run(sbx_server *srv, json_t *params, json_t **result, sbx_rpc_
     sbx_err err = {0};
     bool fresh = false;
     sbx_rpc_stream_begin();
-    if (sbx_server_repl_run(l, lang, json_string_value(jc), SBX_REPL_ECHO, sbx_timeout_ms(timeout),
-                            on_repl_output, &L, &res, &fresh, &err) < 0) {
+    /* A streamed call whose client goes away interrupts its code (as a
+     * timeout does; tests/security/client_disconnect_stream.sh). */
+    struct pollfd gone = {sbx_rpc_client_fd(), POLLRDHUP, 0};
+    sbx_repl_run_opts ro = {.timeout_ms = sbx_timeout_ms(timeout), .cancel = &gone, .n_cancel = gone.fd >= 0};
+    if (sbx_server_repl_exec(l, lang, json_string_value(jc), SBX_REPL_ECHO, &ro, on_repl_output, &L, &res, &fresh,
+                             &err) < 0) {
         flush_lines(&L);
         rc = sbx_rpc_internal(e, "repl.run %s/%s: %s", ns, name, err.msg);
         goto out;
     }
     flush_lines(&L);
     const char *lname = sbx_repl_lang_name(lang);
+    if (res.cancelled) { /* nobody is left to read this */
+        rc = sbx_rpc_internal(e, "repl.run %s/%s: the client went away; the code was interrupted", ns, name);
+        goto out;
+    }
     if (res.timed_out) {
         if (res.restarted)
             sbx_log(SBX_LOG_WARN, "repl.run %s/%s: %s did not stop when interrupted; restarted it (state lost)", ns,
@@ -649,9 +759,7 @@ static int m_repl_run(sbx_server *srv, json_t *params, json_t **result, sbx_rpc_
         add_line(&L, SBX_STDERR, note, strlen(note));
     }
     if (L.truncated) {
-        static const char note[] = "[sbx: output truncated at 16 MiB]";
-        L.truncated = false;
-        add_line(&L, SBX_STDERR, note, sizeof(note) - 1);
+        add_note(&L, "[sbx: output truncated at 16 MiB or 131072 lines]");
     }
     *result = json_pack("{s:s, s:s, s:O}", "status", "success", "language", json_string_value(jl), "output", L.arr);
     rc = 0;
@@ -720,15 +828,51 @@ static int m_fs_write(sbx_server *srv, json_t *params, json_t **result, sbx_rpc_
         free(data);
         return sbx_rpc_fail(e, 400, 2001, "Sandbox '%s' is not running", name);
     }
+    /* The content goes to a new file beside the target, which is renamed
+     * over it once complete: a crash or a full disk mid-write never leaves
+     * a half-written file under the name (tests/security/
+     * kill9_during_upload.sh), and the mode is the new file's own, set
+     * inside the sandbox (an fchmod from here would be host root's: it
+     * could make a root-owned world-writable file in a volume setuid). */
+    char tmp[PATH_MAX], rnd_hex[17];
+    unsigned char rnd[8];
+    const char *slash = strrchr(path, '/');
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1 || !slash[1]) {
+        sbx_server_release(srv, l);
+        free(data);
+        return slash[1] ? sbx_rpc_internal(e, "fs.write: no randomness")
+                        : sbx_rpc_fail(e, 400, 2001, "Invalid params for sandbox.fs.write: path '%s' names a directory", path);
+    }
+    for (size_t i = 0; i < sizeof(rnd); i++)
+        snprintf(rnd_hex + 2 * i, 3, "%02x", rnd[i]);
+    if (snprintf(tmp, sizeof(tmp), "%.*s.%s.sbx-upload-%s", (int)(slash + 1 - path), path, slash + 1, rnd_hex) >=
+        (int)sizeof(tmp)) {
+        sbx_server_release(srv, l);
+        free(data);
+        return sbx_rpc_fail(e, 400, 2001, "Invalid params for sandbox.fs.write: path is too long");
+    }
     sbx_err err = {0};
     int rc = -1;
+    bool made = false;
+    /* An existing file's owner is kept when it is one of the sandbox's own
+     * ids (fchown below is host root's: never to an id outside them). */
+    struct stat old = {0};
+    int ofd = sbx_sandbox_open(l->sb, path, O_PATH, 0, "root", 0, &err);
+    if (ofd >= 0) {
+        if (fstat(ofd, &old) < 0 || !S_ISREG(old.st_mode))
+            old.st_mode = 0;
+        close(ofd);
+    }
+    err = (sbx_err){0};
     /* As root inside, like sandbox.command.run. */
-    int fd = sbx_sandbox_open(l->sb, path, O_WRONLY | O_CREAT | O_TRUNC, mode, "root", mkdirs ? SBX_FS_MKDIRS : 0, &err);
-    sbx_server_release(srv, l);
+    int fd = sbx_sandbox_open(l->sb, tmp, O_WRONLY | O_CREAT | O_EXCL, mode, "root", mkdirs ? SBX_FS_MKDIRS : 0, &err);
     if (fd < 0) {
+        if (err.sys_errno && err.sys_errno != EIO && err.sys_errno != ENOENT)
+            snprintf(err.msg, sizeof(err.msg), "write '%s': %s", path, strerror(err.sys_errno));
         rc = fs_error(&err, path, e);
         goto out;
     }
+    made = true;
     size_t off = 0;
     while (off < len) {
         ssize_t w = write(fd, data + off, len - off);
@@ -743,11 +887,35 @@ static int m_fs_write(sbx_server *srv, json_t *params, json_t **result, sbx_rpc_
         }
         off += (size_t)w;
     }
-    fchmod(fd, mode); /* an existing file takes the mode asked for too */
+    /* On disk before it takes the name: a layer is a sparse image, so a
+     * full host disk shows only when the data is written back; and a
+     * crash after the rename must not leave an empty file under it. */
+    if (fdatasync(fd) < 0) {
+        rc = errno == ENOSPC || errno == EDQUOT
+                 ? sbx_rpc_fail(e, 400, 2001, "No space left in sandbox '%s' for %s", name, path)
+                 : sbx_rpc_internal(e, "fs.write %s: %s", path, strerror(errno));
+        close(fd);
+        goto out;
+    }
+    if (S_ISREG(old.st_mode) && sbx_sandbox_guest_id(l->sb, old.st_uid) != 65534 &&
+        sbx_sandbox_guest_id(l->sb, old.st_gid) != 65534 && fchown(fd, old.st_uid, old.st_gid) == 0)
+        fchmod(fd, mode); /* chown dropped set-id bits; the new file is ours, its mode was ours to set */
     close(fd);
+    if (sbx_sandbox_rename(l->sb, tmp, path, "root", 0, &err) < 0) {
+        if (err.sys_errno && err.sys_errno != EIO)
+            snprintf(err.msg, sizeof(err.msg), "write '%s': %s", path, strerror(err.sys_errno));
+        rc = err.sys_errno == ENOENT ? sbx_rpc_internal(e, "fs.write %s: %s", path, err.msg) : fs_error(&err, path, e);
+        goto out;
+    }
+    made = false;
     *result = json_pack("{s:s, s:I}", "path", path, "size", (json_int_t)len);
     rc = 0;
 out:
+    if (made) {
+        sbx_err ignored;
+        sbx_sandbox_remove(l->sb, tmp, "root", &ignored);
+    }
+    sbx_server_release(srv, l);
     free(data);
     return rc;
 }

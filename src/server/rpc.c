@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 int sbx_rpc_fail(sbx_rpc_err *e, int http, int code, const char *fmt, ...)
 {
@@ -105,9 +106,11 @@ struct stream_job {
     sbx_rpc_err e;
     int rc;
     sbx_http_stream *stream;
+    int client_fd; /* a duplicate of the client's socket, or -1 */
 };
 
 static _Thread_local struct stream_job *cur_job;
+static _Thread_local int cur_client = -1; /* unstreamed calls: see sbx_rpc_client_fd */
 
 static void job_unref(struct stream_job *j)
 {
@@ -115,6 +118,8 @@ static void job_unref(struct stream_job *j)
     int last = --j->refs == 0;
     pthread_mutex_unlock(&j->lock);
     if (last) {
+        if (j->client_fd >= 0)
+            close(j->client_fd);
         json_decref(j->params);
         json_decref(j->id);
         json_decref(j->result);
@@ -138,6 +143,14 @@ bool sbx_rpc_stream_begin(void)
     pthread_cond_broadcast(&j->cond);
     pthread_mutex_unlock(&j->lock);
     return true;
+}
+
+int sbx_rpc_client_fd(void)
+{
+    struct stream_job *j = cur_job;
+    if (j)
+        return j->stream ? j->client_fd : -1;
+    return cur_client;
 }
 
 static void stream_line(struct stream_job *j, json_t *msg)
@@ -241,13 +254,16 @@ static void *stream_main(void *arg)
 /* Runs m with streaming; 1 if the response is a stream, 0 if it finished
  * before streaming (then *result / *e as for a plain call, and rc). */
 static int run_streamed(sbx_server *srv, const sbx_rpc_method *m, json_t *params, json_t *id, json_t **result,
-                        sbx_rpc_err *e, int *rc, sbx_http_resp *resp)
+                        sbx_rpc_err *e, int *rc, sbx_http_resp *resp, int client_fd)
 {
     struct stream_job *j = calloc(1, sizeof(*j));
     if (!j) {
+        if (client_fd >= 0)
+            close(client_fd);
         *rc = sbx_rpc_internal(e, "out of memory");
         return 0;
     }
+    j->client_fd = client_fd;
     pthread_mutex_init(&j->lock, NULL);
     pthread_cond_init(&j->cond, NULL);
     j->srv = srv;
@@ -349,14 +365,21 @@ void sbx_rpc_handle(sbx_server *srv, const sbx_http_req *req, const char *fixed_
     json_t *jstream = json_object_get(params, "stream");
     if (m->streams && json_is_true(jstream)) {
         int rc = 0;
-        if (run_streamed(srv, m, params, id, &result, &e, &rc, resp)) {
+        if (run_streamed(srv, m, params, id, &result, &e, &rc, resp, sbx_http_client_socket(req))) {
             json_decref(body);
             return;
         }
         if (rc < 0)
             goto fail;
-    } else if (m->fn(srv, json_is_object(params) ? params : NULL, &result, &e) < 0) {
-        goto fail;
+    } else {
+        /* Work a client asked for stops when it goes away, answer or not. */
+        cur_client = m->streams ? sbx_http_client_socket(req) : -1;
+        int rc = m->fn(srv, json_is_object(params) ? params : NULL, &result, &e);
+        if (cur_client >= 0)
+            close(cur_client);
+        cur_client = -1;
+        if (rc < 0)
+            goto fail;
     }
     json_t *ok = json_pack("{s:s, s:o}", "jsonrpc", "2.0", "result", result ? result : json_null());
     if (id)

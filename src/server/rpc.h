@@ -35,6 +35,11 @@ typedef struct sbx_rpc_method {
  * ask for one); output sends one line as a sandbox.output notification
  * (no-op when not streaming). */
 bool sbx_rpc_stream_begin(void);
+/* The calling client's socket (a duplicate owned by the call), to poll
+ * for POLLRDHUP so the work stops when the client goes away: in a
+ * streamed call, and in an unstreamed one of a method that can stream
+ * (those run commands and code); -1 otherwise. */
+int sbx_rpc_client_fd(void);
 void sbx_rpc_stream_output(const char *stream, const char *text, size_t len);
 
 /* Program output as a JSON string: bytes that are not UTF-8 become

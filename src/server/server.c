@@ -176,6 +176,14 @@ int sbx_server_repl_run(sbx_live *l, int lang, const char *code, int mode, uint6
                         void (*cb)(void *ud, int stream, const char *data, size_t len), void *ud,
                         sbx_repl_result *res, bool *fresh, sbx_err *err)
 {
+    sbx_repl_run_opts o = {.timeout_ms = timeout_ms};
+    return sbx_server_repl_exec(l, lang, code, mode, &o, cb, ud, res, fresh, err);
+}
+
+int sbx_server_repl_exec(sbx_live *l, int lang, const char *code, int mode, const sbx_repl_run_opts *ro,
+                         void (*cb)(void *ud, int stream, const char *data, size_t len), void *ud,
+                         sbx_repl_result *res, bool *fresh, sbx_err *err)
+{
     *fresh = false;
     memset(res, 0, sizeof(*res));
     if (lang != SBX_REPL_PYTHON && lang != SBX_REPL_NODE)
@@ -188,7 +196,7 @@ int sbx_server_repl_run(sbx_live *l, int lang, const char *code, int mode, uint6
         *fresh = rc == 0;
     }
     if (rc == 0)
-        rc = sbx_repl_run(l->repl[lang], code, mode, timeout_ms, cb, ud, res, err);
+        rc = sbx_repl_exec(l->repl[lang], code, mode, ro, cb, ud, res, err);
     pthread_mutex_unlock(&l->repl_lock[lang]);
     return rc;
 }

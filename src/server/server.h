@@ -74,6 +74,10 @@ typedef struct sbx_live {
 int sbx_server_repl_run(sbx_live *l, int lang, const char *code, int mode, uint64_t timeout_ms,
                         void (*cb)(void *ud, int stream, const char *data, size_t len), void *ud,
                         sbx_repl_result *res, bool *fresh, sbx_err *err);
+/* The same with per-run options (repl.h: timeout, env, cancel fds). */
+int sbx_server_repl_exec(sbx_live *l, int lang, const char *code, int mode, const sbx_repl_run_opts *o,
+                         void (*cb)(void *ud, int stream, const char *data, size_t len), void *ud,
+                         sbx_repl_result *res, bool *fresh, sbx_err *err);
 
 /* Per-sandbox module state: get returns NULL when unset; set replaces
  * (freeing the old) and returns 0, or -1 when out of memory. */

@@ -127,6 +127,12 @@ sbx_run -v "$TMP:/data/../../x" -- true
 check "volume guest path escaping the root: 125 and message" bash -c "[ $RC = 125 ] && grep -q 'leaves the sandbox root' $ERR"
 sbx_run -v "$TMP:/data:rx" -- true
 check "volume with unknown option: 125 and message" bash -c "[ $RC = 125 ] && grep -q 'unknown option' $ERR"
+# Found only inside the sandbox (a mount point through a dangling link in
+# a volume): the reason still reaches the user, not a bare "init exited".
+mkdir -p "$TMP/linkvol" "$TMP/vol2"
+ln -sfn /no/such/target "$TMP/linkvol/abs"
+sbx_run -v "$TMP/linkvol:/data" -v "$TMP/vol2:/data/abs/mnt" -- true
+check "setup failure inside the sandbox: 125 and its reason" bash -c "[ $RC = 125 ] && grep -q 'volume mount point' $ERR"
 sbx_run --network host -- true
 check "unsupported network mode: 125 and message" bash -c "[ $RC = 125 ] && grep -q 'allowed: none' $ERR"
 sbx_run --
