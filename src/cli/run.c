@@ -226,7 +226,8 @@ int cmd_run(int argc, char **argv)
         .signal_fd = sig_pipe[0],
     };
     sbx_exec_result res;
-    if (sbx_sandbox_exec(sb, &xs, &res, &err) < 0) {
+    bool have_res = sbx_sandbox_exec(sb, &xs, &res, &err) == 0;
+    if (!have_res) {
         fprintf(stderr, "sbx: %s\n", err.msg);
         rc = SBX_EXIT_OWN_ERROR;
     } else if (res.timed_out) {
@@ -242,7 +243,7 @@ int cmd_run(int argc, char **argv)
     } else {
         rc = res.exit_code;
     }
-    if (rc != SBX_EXIT_OWN_ERROR)
+    if (have_res) /* a command's own exit 125 has a result too */
         sbx_exec_result_free(&res);
     sbx_sandbox_destroy(sb);
     sbx_engine_close(eng);
