@@ -237,11 +237,10 @@ int sbx_live_ext_set(sbx_live *l, const char *key, void *data, void (*free_fn)(v
 /* Whether the sandbox's init has ended on its own (the kernel's OOM
  * killer picks it when tmpfs pages fill the memory limit, say). WNOWAIT:
  * it stays a zombie for sbx_sandbox_destroy to reap. */
-static bool init_exited(const sbx_live *l)
+static bool init_exited(const sbx_live *l, siginfo_t *si)
 {
-    siginfo_t si;
-    memset(&si, 0, sizeof(si));
-    return waitid(P_PID, (id_t)sbx_sandbox_pid(l->sb), &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid != 0;
+    memset(si, 0, sizeof(*si));
+    return waitid(P_PID, (id_t)sbx_sandbox_pid(l->sb), si, WEXITED | WNOHANG | WNOWAIT) == 0 && si->si_pid != 0;
 }
 
 static sbx_live *find_live(sbx_server *srv, const char *ns, const char *name)
@@ -258,7 +257,8 @@ sbx_live *sbx_server_acquire(sbx_server *srv, const char *ns, const char *name)
 {
     pthread_mutex_lock(&srv->lock);
     sbx_live *l = find_live(srv, ns, name);
-    if (l && init_exited(l)) {
+    siginfo_t si;
+    if (l && init_exited(l, &si)) {
         sweep_dead_locked(srv);
         l = find_live(srv, ns, name); /* still there only if its teardown could not be queued */
     }
@@ -458,6 +458,17 @@ static bool pending_teardown_locked(sbx_server *srv, const char *ns, const char 
     return false;
 }
 
+/* Appends t to the teardown thread's queue (in order: a start of the
+ * same name waits for all of its name). */
+static void queue_teardown_locked(sbx_server *srv, struct teardown *t)
+{
+    struct teardown **tail = &srv->teardowns;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = t;
+    pthread_cond_signal(&srv->teardown_cond);
+}
+
 /* A sandbox whose init died by itself is not running any more: it leaves
  * the live table at once (calls see "not running", lists running:false, a
  * start makes it anew) and its teardown marks its row stopped. Called with
@@ -469,9 +480,7 @@ static void sweep_dead_locked(sbx_server *srv)
     for (sbx_live **pp = &srv->live; *pp;) {
         sbx_live *l = *pp;
         siginfo_t si;
-        memset(&si, 0, sizeof(si));
-        if (l->stopping ||
-            waitid(P_PID, (id_t)sbx_sandbox_pid(l->sb), &si, WEXITED | WNOHANG | WNOWAIT) < 0 || !si.si_pid) {
+        if (l->stopping || !init_exited(l, &si)) {
             pp = &l->next;
             continue;
         }
@@ -484,11 +493,7 @@ static void sweep_dead_locked(sbx_server *srv)
         snprintf(t->name, sizeof(t->name), "%s", l->name);
         t->live = l;
         t->mark_stopped = true;
-        struct teardown **tail = &srv->teardowns;
-        while (*tail)
-            tail = &(*tail)->next;
-        *tail = t;
-        pthread_cond_signal(&srv->teardown_cond);
+        queue_teardown_locked(srv, t);
         sbx_stats st;
         sbx_err err = {0};
         bool oom = sbx_sandbox_stats(l->sb, &st, &err) == 0 && st.oom_kills > 0;
@@ -661,11 +666,7 @@ int sbx_server_delete_sandbox(sbx_server *srv, const char *ns, const char *name)
         return 0;
     }
     pthread_mutex_lock(&srv->lock);
-    struct teardown **tail = &srv->teardowns;
-    while (*tail)
-        tail = &(*tail)->next;
-    *tail = t;
-    pthread_cond_signal(&srv->teardown_cond);
+    queue_teardown_locked(srv, t);
     pthread_mutex_unlock(&srv->lock);
     pthread_mutex_unlock(&srv->start_lock);
     return l != NULL;

@@ -467,10 +467,7 @@ static bool on_spool(void *ud, long status, const char *data, size_t len)
 {
     spool *s = ud;
     if (status != 200) {
-        size_t n = len < sizeof(s->errbody) - 1 - s->errlen ? len : sizeof(s->errbody) - 1 - s->errlen;
-        memcpy(s->errbody + s->errlen, data, n);
-        s->errlen += n;
-        s->errbody[s->errlen] = '\0';
+        remote_http_keep_error(s->errbody, sizeof(s->errbody), &s->errlen, data, len);
         return true;
     }
     if (!s->f && !(s->f = tmpfile())) {

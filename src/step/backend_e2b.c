@@ -488,10 +488,7 @@ static bool on_start_data(void *ud, long status, const char *data, size_t len)
 {
     start_stream *s = ud;
     if (status != 200) {
-        size_t n = len < sizeof(s->errbody) - 1 - s->errlen ? len : sizeof(s->errbody) - 1 - s->errlen;
-        memcpy(s->errbody + s->errlen, data, n);
-        s->errlen += n;
-        s->errbody[s->errlen] = '\0';
+        remote_http_keep_error(s->errbody, sizeof(s->errbody), &s->errlen, data, len);
         return true;
     }
     if (s->len + len > s->cap) {
@@ -807,10 +804,7 @@ static bool on_download(void *ud, long status, const char *data, size_t len)
 {
     dl_sink *d = ud;
     if (status != 200) {
-        size_t n = len < sizeof(d->errbody) - 1 - d->errlen ? len : sizeof(d->errbody) - 1 - d->errlen;
-        memcpy(d->errbody + d->errlen, data, n);
-        d->errlen += n;
-        d->errbody[d->errlen] = '\0';
+        remote_http_keep_error(d->errbody, sizeof(d->errbody), &d->errlen, data, len);
         return true;
     }
     /* The host file is made only once the guest file is known to exist. */

@@ -362,3 +362,13 @@ json_t *remote_http_env_object(const char *who, char *const *env, int *fail, sbx
         sbx_step_refuse(fail, err, "%s: out of memory", who);
     return o;
 }
+
+void remote_http_keep_error(char *buf, size_t cap, size_t *len, const char *data, size_t n)
+{
+    size_t room = cap - 1 - *len;
+    if (n > room)
+        n = room;
+    memcpy(buf + *len, data, n);
+    *len += n;
+    buf[*len] = '\0';
+}

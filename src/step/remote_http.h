@@ -21,6 +21,9 @@ void remote_http_free(remote_http *h);
 /* Streams a response body: called for each chunk with the HTTP status;
  * false aborts the transfer. */
 typedef bool (*remote_http_sink)(void *ud, long status, const char *data, size_t len);
+/* For sinks: keeps what fits of an error reply's body in buf (cap bytes,
+ * NUL-terminated, *len so far), for the failure message. */
+void remote_http_keep_error(char *buf, size_t cap, size_t *len, const char *data, size_t n);
 
 /* One multipart/form-data part: text (data) or a host file (file). */
 typedef struct remote_http_part {
