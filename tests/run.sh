@@ -16,6 +16,9 @@ BUILD=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 export SBX="$root/$BUILD/sbx" SBX_HELPERS="$root/$BUILD/helpers" SBX_ROOT="$root"
+# Servers opened in process by unit tests live in $BUILD/tests, not beside
+# sbx: name the sandbox init binary for them (configuration.md).
+export SBX_INIT_EXE="$root/$BUILD/sbx"
 pass=0 fail=0 skip=0
 log=$(mktemp)
 count() {

@@ -47,6 +47,13 @@ typedef struct sbx_engine_config {
                                 on hosts that migrate tasks between cgroups) */
     const char *gpu_root;    /* where GPU discovery looks (proc/driver/nvidia, dev, etc/ld.so.cache,
                                 lib dirs); default "/" (tests point at a fake tree) */
+    const char *init_exe;    /* NULL: a sandbox's init is a copy of the creating process (right
+                                for a small one, the `sbx` CLI). Else the `sbx` binary of the same
+                                build, which the sandbox's first process re-executes as host root
+                                right after the clone: a big creator (the server) would otherwise
+                                leave every init a copy-on-write image of its whole memory, which
+                                the OOM killer counts (it would kill init, the whole sandbox, before
+                                the process that ate the memory) and which holds its secrets. */
 } sbx_engine_config;
 
 typedef struct sbx_engine sbx_engine;
@@ -54,6 +61,14 @@ typedef struct sbx_engine sbx_engine;
 /* Opens the engine: detects cgroup controllers, prepares run_dir, and
  * removes leftovers (cgroups, layers) of sandboxes whose owner died. */
 int sbx_engine_open(const sbx_engine_config *cfg, sbx_engine **out, sbx_err *err);
+/* The default sbx_engine_config.init_exe: $SBX_INIT_EXE if set, else the
+ * `sbx` beside the running binary (`sbx-server`'s). 0 or -1 with err set. */
+int sbx_default_init_exe(char *buf, size_t len, sbx_err *err);
+/* The argument with which init_exe is re-executed (argv[1]). The program's
+ * main hands such a command line to sbx_sandbox_child_exec before anything
+ * else; it never returns. */
+#define SBX_CHILD_EXEC_ARG "--sbx-sandbox-init"
+void sbx_sandbox_child_exec(int argc, char **argv) __attribute__((noreturn));
 void sbx_engine_close(sbx_engine *eng);
 /* One line per controller, e.g. "memory: v1 /sys/fs/cgroup/memory", then
  * the uid map, run dir and the GPUs found ("gpu      none found (why)"). */

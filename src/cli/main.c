@@ -73,6 +73,9 @@ static int exec_server(char **argv)
 
 int main(int argc, char **argv)
 {
+    /* A sandbox's first process, re-executed by a server's engine. */
+    if (argc >= 2 && strcmp(argv[1], SBX_CHILD_EXEC_ARG) == 0)
+        sbx_sandbox_child_exec(argc, argv);
     if (argc < 2) {
         usage(stderr);
         return SBX_EXIT_OWN_ERROR;

@@ -94,6 +94,35 @@ static void sweep(sbx_engine *eng)
     free(fds);
 }
 
+/* The binary a sandbox's first process re-executes (see engine.h), kept
+ * open so that the child needs no path lookup, with the environment it gets:
+ * nothing of ours (the server's may hold secrets) but the sanitizers'
+ * settings, so that a sanitizer build's init reports like every process. */
+static int open_init_exe(sbx_engine *eng, const char *path, sbx_err *err)
+{
+    eng->init_exe_fd = open(path, O_PATH | O_CLOEXEC);
+    struct stat st;
+    if (eng->init_exe_fd < 0 || fstat(eng->init_exe_fd, &st) < 0)
+        return sbx_fail_errno(err, errno, "sandbox init binary %s (the static sbx of this build, beside "
+                              "sbx-server; SBX_INIT_EXE names another)", path);
+    if (!S_ISREG(st.st_mode) || !(st.st_mode & S_IXUSR))
+        return sbx_fail(err, SBX_E_INVALID, "sandbox init binary %s is not an executable file", path);
+    static const char *const keep[] = {"ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "SBX_SAN_LOG_DIR"};
+    size_t off = 0, n = 0;
+    for (size_t i = 0; i < SBX_ARRAY_LEN(keep); i++) {
+        const char *v = getenv(keep[i]);
+        if (!v)
+            continue;
+        int w = snprintf(eng->init_env_buf + off, sizeof(eng->init_env_buf) - off, "%s=%s", keep[i], v);
+        if (w < 0 || (size_t)w >= sizeof(eng->init_env_buf) - off)
+            return sbx_fail(err, SBX_E_INVALID, "%s is too long for the sandbox init's environment", keep[i]);
+        eng->init_env[n++] = eng->init_env_buf + off;
+        off += (size_t)w + 1;
+    }
+    eng->init_env[n] = NULL;
+    return 0;
+}
+
 int sbx_engine_open(const sbx_engine_config *cfg, sbx_engine **out, sbx_err *err)
 {
     static const sbx_engine_config none;
@@ -103,6 +132,7 @@ int sbx_engine_open(const sbx_engine_config *cfg, sbx_engine **out, sbx_err *err
     sbx_engine *eng = calloc(1, sizeof(*eng));
     if (!eng)
         return sbx_fail(err, SBX_E_SYSTEM, "out of memory");
+    eng->init_exe_fd = -1;
     if (set_path(eng->run_dir, cfg->run_dir, "/run/sbx", "run directory", err) < 0 ||
         set_path(eng->image_dir, cfg->image_dir, "/var/lib/sbx/images", "image directory", err) < 0 ||
         set_path(eng->cg_fs, cfg->cgroup_fs, "/sys/fs/cgroup", "cgroup filesystem", err) < 0 ||
@@ -140,6 +170,8 @@ int sbx_engine_open(const sbx_engine_config *cfg, sbx_engine **out, sbx_err *err
             goto fail;
         }
     }
+    if (cfg->init_exe && open_init_exe(eng, cfg->init_exe, err) < 0)
+        goto fail;
     if (sbx_cg_detect(eng->cg_fs, &eng->cg, err) < 0)
         goto fail;
     eng->favor_dynmods = cfg->keep_cgroup_mount ? 1 : sbx_cg_favor_dynmods(&eng->cg);
@@ -147,13 +179,36 @@ int sbx_engine_open(const sbx_engine_config *cfg, sbx_engine **out, sbx_err *err
     *out = eng;
     return 0;
 fail:
-    free(eng);
+    sbx_engine_close(eng);
     return -1;
 }
 
 void sbx_engine_close(sbx_engine *eng)
 {
+    if (eng && eng->init_exe_fd >= 0)
+        close(eng->init_exe_fd);
     free(eng);
+}
+
+int sbx_default_init_exe(char *buf, size_t len, sbx_err *err)
+{
+    const char *env = getenv("SBX_INIT_EXE");
+    if (env && *env) {
+        if (sbx_pathf(buf, len, "%s", env) < 0)
+            return sbx_fail(err, SBX_E_INVALID, "SBX_INIT_EXE is too long");
+        return 0;
+    }
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n < 0)
+        return sbx_fail_errno(err, errno, "find my own binary (/proc/self/exe)");
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (slash)
+        *slash = '\0';
+    if (sbx_pathf(buf, len, "%s/sbx", slash ? self : ".") < 0)
+        return sbx_fail(err, SBX_E_INVALID, "path of the sbx beside %s is too long", self);
+    return 0;
 }
 
 int sbx_engine_describe(const sbx_engine *eng, char *buf, size_t len)

@@ -31,6 +31,9 @@ struct sbx_engine {
     uint32_t uid_base, uid_count;
     sbx_cg_layout cg;
     int favor_dynmods; /* 0 on, -errno why not, 1 left alone on request */
+    int init_exe_fd;   /* O_PATH fd of sbx_engine_config.init_exe, or -1 */
+    char *init_env[8]; /* its environment: the sanitizers' settings only */
+    char init_env_buf[2048];
 };
 
 /* ---- image.c ---- */

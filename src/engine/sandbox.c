@@ -253,6 +253,100 @@ static void __attribute__((noreturn)) child_main(const struct child_args *a)
     sbx_init_main(3);
 }
 
+/* ---- init re-executed (sbx_engine_config.init_exe) ------------------------
+ * The child carries its arguments across the exec in a memfd: a header, then
+ * the plan and the GPU plan each at a page-aligned offset, mapped back in
+ * the new image at their own addresses (child_main unmaps them). */
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#define CHILD_BLOB_MAGIC 0x73627831u /* "sbx1" */
+#define CHILD_BLOB_PAGE 4096
+struct child_blob {
+    uint32_t magic;
+    uint32_t plan_size, gpu_size; /* the layout check: both binaries of one build */
+    int32_t ctl;
+    bool split, gpu;
+    cpu_set_t cpus, others;
+};
+#define CHILD_PLAN_OFF ((sizeof(struct child_blob) + CHILD_BLOB_PAGE - 1) / CHILD_BLOB_PAGE * CHILD_BLOB_PAGE)
+#define CHILD_GPU_OFF \
+    (CHILD_PLAN_OFF + (sizeof(sbx_rootfs_plan) + CHILD_BLOB_PAGE - 1) / CHILD_BLOB_PAGE * CHILD_BLOB_PAGE)
+
+static bool write_all_at(int fd, const void *p, size_t n, off_t off)
+{
+    while (n) {
+        ssize_t w = pwrite(fd, p, n, off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return false;
+        p = (const char *)p + w;
+        n -= (size_t)w;
+        off += w;
+    }
+    return true;
+}
+
+/* In the cloned child, before anything else: still host root in the host's
+ * user namespace, so the new image's memory belongs to it and the
+ * sandbox's root can never ptrace it or open its /proc files (as it could
+ * an init exec'd inside the sandbox's user namespace). Allocates nothing. */
+static void __attribute__((noreturn)) child_reexec(const struct child_args *a, int exe_fd, char *const *envp)
+{
+    int ctl = a->ctl;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    int mfd = (int)syscall(SYS_memfd_create, "sbx-sandbox-plan", 1u /* MFD_CLOEXEC */);
+    if (mfd < 0)
+        child_error(ctl, "memfd for the sandbox init", errno);
+    struct child_blob b = {CHILD_BLOB_MAGIC, sizeof(sbx_rootfs_plan), sizeof(sbx_gpu_plan), ctl, a->split,
+                           a->plan->gpu != NULL, a->cpus, a->others};
+    if (!write_all_at(mfd, &b, sizeof(b), 0) ||
+        !write_all_at(mfd, a->plan, sizeof(*a->plan), (off_t)CHILD_PLAN_OFF) ||
+        (a->plan->gpu && !write_all_at(mfd, a->plan->gpu, sizeof(*a->plan->gpu), (off_t)CHILD_GPU_OFF)))
+        child_error(ctl, "write the plan for the sandbox init", errno ? errno : EIO);
+    /* Nothing of the creator's crosses the exec but the control socket,
+     * the plan and the layer image (its standard fds are replaced later). */
+    syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC);
+    fcntl(ctl, F_SETFD, 0);
+    fcntl(mfd, F_SETFD, 0);
+    if (a->plan->layer_img_fd >= 0)
+        fcntl(a->plan->layer_img_fd, F_SETFD, 0);
+    char arg[16];
+    snprintf(arg, sizeof(arg), "%d", mfd);
+    char *argv[] = {(char *)"sbx-init", (char *)SBX_CHILD_EXEC_ARG, arg, NULL};
+    syscall(SYS_execveat, exe_fd, "", argv, envp, AT_EMPTY_PATH);
+    child_error(ctl, "exec the sandbox init binary", errno);
+}
+
+void sbx_sandbox_child_exec(int argc, char **argv)
+{
+    int mfd = argc == 3 ? atoi(argv[2]) : -1;
+    struct child_blob b;
+    if (mfd < 0 || pread(mfd, &b, sizeof(b), 0) != (ssize_t)sizeof(b) || b.magic != CHILD_BLOB_MAGIC) {
+        fprintf(stderr, "sbx: %s is for the sandbox engine's own use\n", SBX_CHILD_EXEC_ARG);
+        _exit(125); /* sbx's own error */
+    }
+    if (b.plan_size != sizeof(sbx_rootfs_plan) || b.gpu_size != sizeof(sbx_gpu_plan))
+        child_error(b.ctl, "sandbox init binary is from another build than the server (reinstall both)", EINVAL);
+    sbx_rootfs_plan *pl = mmap(NULL, sizeof(*pl), PROT_READ | PROT_WRITE, MAP_PRIVATE, mfd, (off_t)CHILD_PLAN_OFF);
+    sbx_gpu_plan *gpu = NULL;
+    if (pl != MAP_FAILED && b.gpu) {
+        gpu = mmap(NULL, sizeof(*gpu), PROT_READ | PROT_WRITE, MAP_PRIVATE, mfd, (off_t)CHILD_GPU_OFF);
+        if (gpu == MAP_FAILED)
+            child_error(b.ctl, "map the GPU plan", errno);
+    }
+    if (pl == MAP_FAILED)
+        child_error(b.ctl, "map the sandbox plan", errno);
+    pl->gpu = gpu;
+    close(mfd);
+    fcntl(b.ctl, F_SETFD, FD_CLOEXEC);
+    if (pl->layer_img_fd >= 0)
+        fcntl(pl->layer_img_fd, F_SETFD, FD_CLOEXEC);
+    struct child_args ca = {pl, b.ctl, b.split, b.cpus, b.others};
+    child_main(&ca);
+}
+
 /* The sandbox's network namespace, made by the host while the child
  * builds the root: creating one is the largest single cost of a launch
  * (~0.35 ms of per-protocol setup in the kernel) and needs nothing from
@@ -577,6 +671,8 @@ int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out,
     long pid = syscall(SYS_clone, (unsigned long)(CLONE_NEWPID | SIGCHLD), 0UL, NULL, NULL, 0UL);
     if (pid == 0) {
         close(socks[0]);
+        if (eng->init_exe_fd >= 0)
+            child_reexec(&ca, eng->init_exe_fd, eng->init_env);
         child_main(&ca);
     }
     int clone_errno = errno;

@@ -875,8 +875,12 @@ int sbx_server_open(const sbx_server_config *cfg, sbx_server **out, sbx_err *err
     if (sbx_reg_mark_all_stopped(srv->reg, err) < 0)
         goto fail;
     /* SBX_GPU_ROOT: a fake GPU driver tree, for tests (docs/gpu.md). */
-    sbx_engine_config ecfg = {.gpu_root = getenv("SBX_GPU_ROOT")};
-    if (!cfg->no_engine && sbx_engine_open(&ecfg, &srv->eng, err) < 0)
+    /* Sandboxes' init processes are the small `sbx` beside us, not
+     * copies of the server (see sbx_engine_config.init_exe). */
+    char init_exe[PATH_MAX];
+    sbx_engine_config ecfg = {.gpu_root = getenv("SBX_GPU_ROOT"), .init_exe = init_exe};
+    if (!cfg->no_engine &&
+        (sbx_default_init_exe(init_exe, sizeof(init_exe), err) < 0 || sbx_engine_open(&ecfg, &srv->eng, err) < 0))
         goto fail;
     if ((r = pthread_create(&srv->spawner, NULL, spawner_main, srv)) != 0) {
         sbx_fail_errno(err, r, "start spawner thread");

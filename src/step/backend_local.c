@@ -9,6 +9,7 @@
  * destroying it. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -100,6 +101,12 @@ static int open_engine(sbx_engine **eng, sbx_err *err)
             return sbx_fail(err, SBX_E_INVALID, "SBX_UID_BASE '%s' is invalid (allowed: 1 to 4294901758)", base);
         cfg.uid_base = (uint32_t)v;
     }
+    /* The sandbox's init: the small `sbx` beside us, not a copy of this
+     * process (see sbx_engine_config.init_exe). */
+    char init_exe[PATH_MAX];
+    if (sbx_default_init_exe(init_exe, sizeof(init_exe), err) < 0)
+        return -1;
+    cfg.init_exe = init_exe;
     return sbx_engine_open(&cfg, eng, err);
 }
 

@@ -3,8 +3,9 @@
  *
  * A sandbox whose command is a script starting "#!/proc/self/exe" makes
  * the process that execs it run *its own* binary again: in sbx that is the
- * sandbox's init, a clone of the host's sbx-server (dynamically linked, so
- * LD_PRELOAD from the sandbox's environment loads this). This constructor
+ * sandbox's init's, the host's sbx (static, except in the sanitizer build:
+ * dynamically linked, LD_PRELOAD from the sandbox's environment loads
+ * this). This constructor
  * then takes an O_PATH handle on /proc/self/exe - the host binary - into
  * a child, which waits for the binary to stop running (a running binary
  * cannot be opened for writing: ETXTBSY) and execs the probe (so that it

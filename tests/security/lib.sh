@@ -33,8 +33,9 @@ PROBE="$SBX_HELPERS/probe"
 export SBX_RUN_DIR=/run/sbx-sec SBX_CGROUP_NAME=sbx-sec SBX_UID_BASE=1100000000
 RUN_ROOT_UID=$SBX_UID_BASE
 SRV_ROOT_UID=1000000000
-# A secret in the environment of the server and of `sbx run`: a sandbox's
-# init is a clone of either, so its memory and environ hold it.
+# A secret in the environment of the server and of `sbx run`: an sbx run
+# sandbox's init is a clone of sbx, so its memory and environ hold it (a
+# server sandbox's init is sbx re-executed without it).
 export SBX_SEC_CANARY=${SBX_SEC_CANARY:-ENV-SECRET-$$-$RANDOM}
 # Engine ids of server sandboxes, for run.sh's final leftover check.
 SEC_IDS=${SBX_SEC_IDS:-$TMP/ids}

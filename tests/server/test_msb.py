@@ -56,7 +56,7 @@ os.chmod(tmp, 0o755)
 state = os.path.join(tmp, "state")
 try:
     # ---- envelope and routes (dev mode) ----------------------------------
-    dev = Server(state, dev=True).start()
+    dev = Server(state, dev=True, env={"SBX_TEST_SERVER_SECRET": "canary-5f1d"}).start()
     code, text = http(dev.url + "/api/v1/health", method="GET")
     check("health answers 200 with the message", code == 200 and json.loads(text) == {"message": "Service is healthy"}, text)
     check("unknown path is 404 with an empty body", http(dev.url + "/nope", method="GET") == (404, ""))
@@ -313,6 +313,22 @@ try:
                 if open("/proc/%s/comm" % pid).read().strip() == "sbx-init":
                     init = int(pid)
     check("the sandbox's init is found on the host", init is not None, eid)
+    # init is the small `sbx` beside the server, re-executed as host root
+    # right after the clone, not a copy of the server: the OOM killer
+    # counts a copy's whole resident memory (it killed init, and with it
+    # the sandbox, before the process that ate the memory), and a copy
+    # holds the server's secrets.
+    sbx_bin = os.path.realpath(os.path.join(os.path.dirname(SBX), "sbx"))
+    check("a server sandbox's init runs the sbx binary, not a copy of the server",
+          os.readlink("/proc/%d/exe" % init) == sbx_bin, os.readlink("/proc/%d/exe" % init))
+    environ = open("/proc/%d/environ" % init, "rb").read()
+    check("its environment holds nothing of the server's", b"canary-5f1d" not in environ and b"PATH=" not in environ, environ[:200])
+    rss = lambda pid: int([l.split()[1] for l in open("/proc/%d/status" % pid) if l.startswith("VmRSS:")][0])
+    check("its resident memory is a small part of the server's (%d KiB, server %d KiB)" % (rss(init), rss(dev.p.pid)),
+          rss(init) * 4 < rss(dev.p.pid))
+    code, body = rpc(dev, "sandbox.command.run", {"sandbox": "dies", "command": "sh", "args": ["-c", "readlink /proc/1/exe || echo denied; cat /proc/1/environ || echo denied"]})
+    check("inside, init's binary and environment are out of reach", code == 200 and
+          [o["text"] for o in body["result"]["output"] if o["stream"] == "stdout"] == ["denied", "denied"], body)
     os.kill(init, signal.SIGKILL)
     time.sleep(0.2)
     code, body = rpc(dev, "sandbox.metrics.get", {"namespace": "default", "sandbox": "dies"})
@@ -344,7 +360,7 @@ try:
         pass
     hung.shutdown(wait=False)
     check("no sandbox process survives a graceful stop", sandbox_procs() == [], sandbox_procs())
-    dev = Server(state, dev=True).start()
+    dev = Server(state, dev=True, env={"SBX_TEST_SERVER_SECRET": "canary-5f1d"}).start()
     code, body = rpc(dev, "sandbox.list", {"namespace": "*"})
     check("after restart the sandbox is listed, stopped", code == 200 and body["result"]["sandboxes"][0]["name"] == "py" and
           body["result"]["sandboxes"][0]["running"] is False, body)
@@ -359,7 +375,7 @@ try:
             break
         time.sleep(0.05)
     check("kill -9 of the server leaves no sandbox process", sandbox_procs() == [], sandbox_procs())
-    dev = Server(state, dev=True).start()
+    dev = Server(state, dev=True, env={"SBX_TEST_SERVER_SECRET": "canary-5f1d"}).start()
     code, body = rpc(dev, "sandbox.list", {"namespace": "*"})
     check("after kill -9 the registry still has the sandbox", code == 200 and [s["name"] for s in body["result"]["sandboxes"]] == ["py"], body)
     code, body = rpc(dev, "sandbox.delete", {"sandbox": "py"})
