@@ -39,6 +39,7 @@ static struct kid {
     pid_t pid;
     int chan;
     uint64_t id;
+    bool last; /* SBX_EXEC_LAST: init exits after reporting it */
 } kids[MAX_KIDS];
 static int nkids;
 
@@ -323,7 +324,7 @@ static void handle_exec(size_t len, int *fds, int nfds)
         goto out;
     }
     send_started(chan, pid, 0, SBX_STAGE_NONE);
-    kids[nkids++] = (struct kid){pid, chan, m->exec_id};
+    kids[nkids++] = (struct kid){pid, chan, m->exec_id, (m->flags & SBX_EXEC_LAST) != 0};
     chan = -1; /* kept for the EXIT message */
 out:
     for (int i = 0; i < 3; i++)
@@ -361,6 +362,10 @@ static void reap(void)
                          (uint64_t)ru.ru_stime.tv_sec * 1000000u + (uint64_t)ru.ru_stime.tv_usec;
             x.maxrss_kib = (uint64_t)ru.ru_maxrss;
             sbx_msg_send(kids[i].chan, &x, sizeof(x), NULL, 0);
+            /* The sandbox ends with its one command: the kernel kills the
+             * rest of the pid namespace as init exits. */
+            if (kids[i].last)
+                _exit(0);
             close(kids[i].chan);
             kids[i] = kids[--nkids];
             break;

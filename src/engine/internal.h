@@ -143,7 +143,10 @@ struct sbx_msg_exec {
     uint32_t argc, envc;
     /* then: workdir\0 argv[0]\0 ... env[0]\0 ... */
 };
-enum { SBX_EXEC_STDIN = 1, SBX_EXEC_STDOUT = 2, SBX_EXEC_STDERR = 4 };
+/* SBX_EXEC_LAST: a one_shot sandbox's command; init exits as soon as it
+ * has reported its exit, ending the sandbox (the host would kill it next,
+ * a round trip later). */
+enum { SBX_EXEC_STDIN = 1, SBX_EXEC_STDOUT = 2, SBX_EXEC_STDERR = 4, SBX_EXEC_LAST = 8 };
 /* Bits 8-11 of flags: number of extra fds (after stdio), which become
  * fds 3.. of the command. */
 #define SBX_EXEC_EXTRA_SHIFT 8
@@ -211,6 +214,7 @@ struct sbx_sandbox {
     char user_name[SBX_USER_NAME_MAX + 1]; /* the uid-1000 account */
     char user_home[SBX_USER_NAME_MAX + 8]; /* "/home/<user_name>" */
     bool dead;
+    bool one_shot;             /* spec->one_shot: its command is SBX_EXEC_LAST */
     bool reap_wanted;          /* spec->one_shot, until the reaper is started */
     int reaper_go;             /* reaper's socket: a byte means "destroy"; -1: no reaper */
     bool ready_pending;        /* one_shot: init's READY (or ERROR) not read yet */

@@ -748,7 +748,7 @@ int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out,
             gpu_pending = false;
         }
     }
-    sb->ready_pending = spec->one_shot;
+    sb->ready_pending = sb->one_shot = spec->one_shot;
     if (sb->has_cg)
         sbx_cg_close_fds(&sb->cg);
     if (pl->layer_img_fd >= 0)
