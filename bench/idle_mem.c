@@ -54,6 +54,23 @@ static long meminfo_kib(const char *key)
     return v;
 }
 
+/* Free memory once it holds still: the kernel frees earlier sandboxes'
+ * namespaces in the background (a network namespace's cleanup is deferred),
+ * which would otherwise land inside the measured window. MemFree, not
+ * MemAvailable: the latter's estimate of reclaimable caches moves on its own. */
+static long settled_free_kib(void)
+{
+    long a = meminfo_kib("MemFree"), b = a;
+    for (int i = 0; i < 50; i++) {
+        usleep(200000);
+        b = meminfo_kib("MemFree");
+        if (labs(b - a) < 256)
+            break;
+        a = b;
+    }
+    return b;
+}
+
 static long pss_kib(pid_t pid)
 {
     char path[64], line[256];
@@ -90,8 +107,7 @@ int main(int argc, char **argv)
 
     sbx_sandbox **sbs = calloc((size_t)n, sizeof(*sbs));
     sync();
-    sleep(1);
-    long before = meminfo_kib("MemAvailable");
+    long before = settled_free_kib();
     for (int i = 0; i < n; i++) {
         sbx_spec spec = {.memory_mib = 256, .pids = 64};
         if (sbx_sandbox_create(eng, &spec, &sbs[i], &err) < 0) {
@@ -100,8 +116,7 @@ int main(int argc, char **argv)
             break;
         }
     }
-    sleep(1);
-    long after = meminfo_kib("MemAvailable");
+    long after = settled_free_kib();
     long pss = 0;
     for (int i = 0; i < n; i++)
         pss += pss_kib(sbx_sandbox_pid(sbs[i]));

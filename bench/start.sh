@@ -47,7 +47,7 @@ mem = dict(l.split() for l in open(os.path.join(out, "idle_mem.txt")))
 lines = ["| command | median ms | min ms | p90 ms | ratio to bwrap (median) |", "|---|---|---|---|---|"]
 lines += ["| %s | %.2f | %.2f | %.2f | %.2f |" % r for r in rows]
 lines += ["", "A command in a pre-created (live) sandbox, through the engine API: /bin/true %.2f ms, python3 -c pass %.2f ms (medians)." % (float(mem["exec_true_ms"]), float(mem["exec_python_ms"]))]
-lines += ["", "Idle memory per live sandbox (%s sandboxes): %.0f KiB of host memory each (kernel objects included), of which the init process's PSS is %.0f KiB." % (mem["sandboxes"], float(mem["host_kib_per_sandbox"]), float(mem["init_pss_kib"]))]
+lines += ["", "Idle memory per live sandbox (%s sandboxes): %.0f KiB of host memory each (the drop in free memory, kernel objects included; it varies by tens of KiB between runs), and the init process's PSS is %.0f KiB (pages it shares with its creator count in part, though they were there before)." % (mem["sandboxes"], float(mem["host_kib_per_sandbox"]), float(mem["init_pss_kib"]))]
 table = "\n".join(lines)
 open(os.path.join(out, "table.md"), "w").write(table + "\n")
 print(table)
