@@ -251,6 +251,20 @@ static sbx_live *find_live(sbx_server *srv, const char *ns, const char *name)
     return NULL;
 }
 
+/* Under srv->lock: takes the sandbox out of the live list and marks it
+ * stopping (calls holding it finish on their own); NULL if not live. */
+static sbx_live *unlink_live_locked(sbx_server *srv, const char *ns, const char *name)
+{
+    for (sbx_live **pp = &srv->live; *pp; pp = &(*pp)->next)
+        if (strcmp((*pp)->ns, ns) == 0 && strcmp((*pp)->name, name) == 0) {
+            sbx_live *l = *pp;
+            *pp = l->next;
+            l->stopping = true;
+            return l;
+        }
+    return NULL;
+}
+
 static void sweep_dead_locked(sbx_server *srv);
 
 sbx_live *sbx_server_acquire(sbx_server *srv, const char *ns, const char *name)
@@ -403,14 +417,7 @@ int sbx_server_stop_sandbox(sbx_server *srv, const char *ns, const char *name)
 {
     pthread_mutex_lock(&srv->start_lock);
     pthread_mutex_lock(&srv->lock);
-    sbx_live **pp = &srv->live, *l = NULL;
-    for (; *pp; pp = &(*pp)->next)
-        if (strcmp((*pp)->ns, ns) == 0 && strcmp((*pp)->name, name) == 0) {
-            l = *pp;
-            *pp = l->next;
-            l->stopping = true;
-            break;
-        }
+    sbx_live *l = unlink_live_locked(srv, ns, name);
     pthread_mutex_unlock(&srv->lock);
     if (l)
         stop_live(srv, l, true);
@@ -623,16 +630,9 @@ int sbx_server_delete_sandbox(sbx_server *srv, const char *ns, const char *name)
     struct teardown *t = calloc(1, sizeof(*t));
     pthread_mutex_lock(&srv->start_lock);
     pthread_mutex_lock(&srv->lock);
-    sbx_live **pp = &srv->live, *l = NULL;
-    for (; *pp; pp = &(*pp)->next)
-        if (strcmp((*pp)->ns, ns) == 0 && strcmp((*pp)->name, name) == 0) {
-            l = *pp;
-            *pp = l->next;
-            l->stopping = true;
-            /* Calls in flight end as its processes die. */
-            kill(sbx_sandbox_pid(l->sb), SIGKILL);
-            break;
-        }
+    sbx_live *l = unlink_live_locked(srv, ns, name);
+    if (l) /* calls in flight end as its processes die */
+        kill(sbx_sandbox_pid(l->sb), SIGKILL);
     bool async = t && srv->bg_running && !srv->bg_quit;
     pthread_mutex_unlock(&srv->lock);
     char layer[PATH_MAX], trash[PATH_MAX];
