@@ -16,9 +16,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
+
+#ifndef RENAME_EXCHANGE
+#define RENAME_EXCHANGE (1 << 1)
+#endif
 
 int sbx_image_resolve(const sbx_engine *eng, const char *image, int *kind, char *dir, size_t dirlen,
                       sbx_err *err)
@@ -216,27 +222,38 @@ int sbx_etc_mask_ensure(const sbx_engine *eng, const char *user_name, char *mask
     if (sbx_read_file(stamp_path, have, sizeof(have), NULL) == 0 && strcmp(have, want) == 0)
         return 0;
 
-    /* Build aside, then swap in: sandboxes starting meanwhile see either
-     * the old or the new mask, never half of one. */
-    char tmp[PATH_MAX], old[PATH_MAX];
+    /* One builder at a time: launches that start together on a fresh run
+     * dir all find no stamp, and two swaps would race (one rename failed
+     * with ENOTEMPTY). The others wait here, then find the stamp current. */
+    char lock_path[PATH_MAX];
+    sbx_pathf(lock_path, sizeof(lock_path), "%s.lock", mask);
+    int lk = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lk < 0 || flock(lk, LOCK_EX) < 0) {
+        int e = errno;
+        if (lk >= 0)
+            close(lk);
+        return sbx_fail_errno(err, e, "etc mask: lock %s", lock_path);
+    }
+    have[0] = '\0';
+    if (sbx_read_file(stamp_path, have, sizeof(have), NULL) == 0 && strcmp(have, want) == 0) {
+        close(lk); /* built by the launch we waited for */
+        return 0;
+    }
+
+    /* Build aside, then swap in with one atomic exchange: sandboxes
+     * starting meanwhile see the old or the new mask, never half of one
+     * nor none. */
+    char tmp[PATH_MAX];
     sbx_pathf(tmp, sizeof(tmp), "%s.new.%d", mask, (int)getpid());
-    sbx_pathf(old, sizeof(old), "%s.old.%d", mask, (int)getpid());
     rm_rf(tmp);
     int r = build_mask(tmp, user_name);
+    if (r == 0 && syscall(SYS_renameat2, AT_FDCWD, tmp, AT_FDCWD, mask, RENAME_EXCHANGE) < 0)
+        r = errno == ENOENT && rename(tmp, mask) == 0 ? 0 : -errno; /* the first mask */
+    rm_rf(tmp); /* the old mask after an exchange */
     if (r < 0) {
-        rm_rf(tmp);
-        return sbx_fail_errno(err, -r, "etc mask: build %s", tmp);
+        close(lk);
+        return sbx_fail_errno(err, -r, "etc mask: build and swap in %s", mask);
     }
-    if (rename(mask, old) < 0 && errno != ENOENT) {
-        rm_rf(tmp);
-        return sbx_fail_errno(err, errno, "etc mask: rename %s", mask);
-    }
-    if (rename(tmp, mask) < 0) {
-        int e = errno;
-        rm_rf(tmp);
-        return sbx_fail_errno(err, e, "etc mask: rename %s", tmp);
-    }
-    rm_rf(old);
     char stamp_tmp[PATH_MAX];
     sbx_pathf(stamp_tmp, sizeof(stamp_tmp), "%s.%d", stamp_path, (int)getpid());
     FILE *f = fopen(stamp_tmp, "we");
@@ -247,5 +264,6 @@ int sbx_etc_mask_ensure(const sbx_engine *eng, const char *user_name, char *mask
         else
             unlink(stamp_tmp);
     }
+    close(lk);
     return 0;
 }

@@ -41,6 +41,24 @@ check "node works out of the box" out_is 42
 # --- root filesystem ----------------------------------------------------
 sbx_run -- sh -c 'test -e /etc/shadow || echo absent'
 check "/etc/shadow is absent" out_is absent
+
+# Launches that start together on a fresh run dir all build the /etc mask
+# at first: one builds it, the others wait and use it (two swaps raced and
+# one launch failed with "etc mask: rename ...: Directory not empty").
+fresh=$(mktemp -d /tmp/sbx-run-fresh.XXXXXX)
+chmod 755 "$fresh" # the root is built with fsuid of root inside: it must get through
+cgname=sbx-fresh-$$
+for i in 1 2 3 4 5 6; do
+    SBX_RUN_DIR=$fresh/run SBX_CGROUP_NAME=$cgname "$SBX" run -- cat /etc/hostname >"$fresh/out.$i" 2>&1 &
+done
+wait
+check "six launches at once on a fresh run dir all run" \
+    bash -c "[ \"\$(cat $fresh/out.* | sort | uniq -c | sed 's/^ *//')\" = '6 sbx' ]"
+check "... and leave no half-built mask" bash -c "! ls -d $fresh/run/etc-mask.new.* 2>/dev/null | grep -q ."
+for d in /sys/fs/cgroup/*/"$cgname" /sys/fs/cgroup/"$cgname"; do
+    [ -d "$d" ] && rmdir "$d"
+done
+rm -rf "$fresh"
 sbx_run -- sh -c 'touch /usr/sbx-probe 2>&1; touch /etc/sbx-probe 2>&1; echo done'
 check "/usr and /etc are read-only" bash -c "grep -q 'Read-only' $OUT && [ ! -e /usr/sbx-probe ] && [ ! -e /etc/sbx-probe ]"
 sbx_run -- sh -c 'echo x > /tmp/f && cat /tmp/f && echo y > /home/user/g && cat /home/user/g'
