@@ -54,6 +54,10 @@ typedef struct sbx_engine_config {
                                 leave every init a copy-on-write image of its whole memory, which
                                 the OOM killer counts (it would kill init, the whole sandbox, before
                                 the process that ate the memory) and which holds its secrets. */
+    int netns_pool;          /* idle network namespaces kept in <run_dir>/netns for reuse by the
+                                next sandboxes (each ~50 KiB of kernel memory; one is reused only if
+                                its last sandbox left no trace in it). 0: $SBX_NETNS_POOL if set,
+                                else 8; negative: none */
 } sbx_engine_config;
 
 typedef struct sbx_engine sbx_engine;
@@ -70,6 +74,10 @@ int sbx_default_init_exe(char *buf, size_t len, sbx_err *err);
 #define SBX_CHILD_EXEC_ARG "--sbx-sandbox-init"
 void sbx_sandbox_child_exec(int argc, char **argv) __attribute__((noreturn));
 void sbx_engine_close(sbx_engine *eng);
+/* Drops what the engine keeps between sandboxes in run_dir: the idle
+ * network namespaces. *busy gets those in use by live sandboxes (they
+ * stay). The number dropped, or -1 with err set. */
+int sbx_engine_prune(sbx_engine *eng, int *busy, sbx_err *err);
 /* One line per controller, e.g. "memory: v1 /sys/fs/cgroup/memory", then
  * the uid map, run dir and the GPUs found ("gpu      none found (why)"). */
 int sbx_engine_describe(const sbx_engine *eng, char *buf, size_t len);

@@ -12,6 +12,7 @@ int cmd_run(int argc, char **argv);
 /* Whether `sbx run` ARGS asks for the step runner (step_detect.c). */
 int cli_step_wanted(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
 
 /* Engine configuration from SBX_* environment variables. */
 int cli_engine_open(sbx_engine **eng, sbx_err *err);

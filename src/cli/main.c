@@ -21,6 +21,7 @@ static void usage(FILE *f)
                "  exec     run a command in a sandbox a debug-mode step kept (sbx exec ID -- sh)\n"
                "  rm       remove a sandbox a debug-mode step kept\n"
                "  info     show what the engine detected on this host\n"
+               "  prune    drop the idle network namespaces kept for reuse (sbx prune --help)\n"
                "  server   run the API server (sbx server --help)\n"
                "  config   check the MSB_* configuration (sbx config check)\n"
                "  mcp      serve MCP over stdio, tools run on a server (sbx mcp --help)\n"
@@ -95,6 +96,8 @@ int main(int argc, char **argv)
         return exec_server(argv);
     if (strcmp(cmd, "info") == 0)
         return cmd_info(argc - 1, argv + 1);
+    if (strcmp(cmd, "prune") == 0)
+        return cmd_prune(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("sbx %s\n", SBX_VERSION);
         return 0;

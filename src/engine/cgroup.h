@@ -50,6 +50,11 @@ const char *sbx_cg_ctl_name(int ctl);
  * keeping its other options; mount flags are untouched. 0: on (now or
  * already), -errno: not possible (no cgroup2 mount, kernel < 6.0, ...). */
 int sbx_cg_favor_dynmods(sbx_cg_layout *lay);
+/* cgroup_cache.c: sbx_cg_detect, then sbx_cg_favor_dynmods unless
+ * keep_mount (*favor: its result, or 1), remembered in cache_path and
+ * taken from there while the mounts it rests on are unchanged. */
+int sbx_cg_detect_cached(const char *cgroup_fs, const char *cache_path, bool keep_mount, sbx_cg_layout *out,
+                         int *favor, sbx_err *err);
 
 typedef struct sbx_cg_limits {
     double cpus;           /* 0 = no quota */

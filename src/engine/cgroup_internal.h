@@ -21,6 +21,19 @@ uint64_t sbx_cg_cpu_quota(double cpus);
 int sbx_cg_read_u64(const char *dir, const char *file, uint64_t *out);
 int sbx_cg_read_keyed(const char *dir, const char *file, const char *key, uint64_t *out);
 
+/* ---- cgroup_cache.c: the file's content (the unit test edits it) ---- */
+#define SBX_CG_CACHE_MAGIC 0x73626367u /* "sbcg" */
+struct sbx_cg_cache {
+    uint32_t magic, size; /* size: this struct's, so a build with another layout never reads it */
+    uint64_t mntns;       /* inode of /proc/self/ns/mnt */
+    uint64_t dev[SBX_CG_NCTL + 2], ino[SBX_CG_NCTL + 2]; /* each mount; then the v2 mount; then cgroup_fs */
+    int64_t fs_mtime_sec, fs_mtime_nsec;                 /* of cgroup_fs */
+    int favor; /* sbx_cg_favor_dynmods's result; 1: not tried (kept on request) */
+    char cgroup_fs[PATH_MAX];
+    char v2_controllers[1024];
+    sbx_cg_layout lay;
+};
+
 /* ---- cgroup_v1.c ---- */
 int sbx_cg_v1_plan_limits(int ctl, const char *dir, const sbx_cg_limits *lim, sbx_cg_plan *plan);
 /* Adds what controller ctl accounts to st. 0 or -errno of a required file. */

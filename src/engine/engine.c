@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #define DEFAULT_UID_BASE 1000000000u
+#define DEFAULT_NETNS_POOL 8
+#define MAX_NETNS_POOL 256
 
 static int set_path(char *dst, const char *src, const char *def, const char *what, sbx_err *err)
 {
@@ -123,6 +125,33 @@ static int open_init_exe(sbx_engine *eng, const char *path, sbx_err *err)
     return 0;
 }
 
+static int netns_pool_size(int asked, int *out, sbx_err *err)
+{
+    if (asked < 0) {
+        *out = 0;
+        return 0;
+    }
+    if (asked > 0) {
+        *out = asked > MAX_NETNS_POOL ? MAX_NETNS_POOL : asked;
+        return 0;
+    }
+    const char *env = getenv("SBX_NETNS_POOL");
+    uint64_t v = DEFAULT_NETNS_POOL;
+    if (env && *env && sbx_parse_u64(env, 0, MAX_NETNS_POOL, &v) < 0)
+        return sbx_fail(err, SBX_E_INVALID, "SBX_NETNS_POOL '%s' is invalid (allowed: 0 to %d; 0 keeps none)", env,
+                        MAX_NETNS_POOL);
+    *out = (int)v;
+    return 0;
+}
+
+int sbx_engine_prune(sbx_engine *eng, int *busy, sbx_err *err)
+{
+    int n = sbx_netns_drain(eng->netns_dir, busy);
+    if (n < 0)
+        return sbx_fail_errno(err, -n, "read %s", eng->netns_dir);
+    return n;
+}
+
 int sbx_engine_open(const sbx_engine_config *cfg, sbx_engine **out, sbx_err *err)
 {
     static const sbx_engine_config none;
@@ -158,10 +187,13 @@ int sbx_engine_open(const sbx_engine_config *cfg, sbx_engine **out, sbx_err *err
         sbx_pathf(eng->layer_dir, PATH_MAX, "%s/layer", eng->run_dir) < 0 ||
         sbx_pathf(eng->empty_dir, PATH_MAX, "%s/empty", eng->run_dir) < 0 ||
         sbx_pathf(eng->etc_mask, PATH_MAX, "%s/etc-mask", eng->run_dir) < 0 ||
-        sbx_pathf(eng->gpu_lock_dir, PATH_MAX, "%s/gpus", eng->run_dir) < 0) {
+        sbx_pathf(eng->gpu_lock_dir, PATH_MAX, "%s/gpus", eng->run_dir) < 0 ||
+        sbx_pathf(eng->netns_dir, PATH_MAX, "%s/netns", eng->run_dir) < 0) {
         sbx_fail(err, SBX_E_INVALID, "run directory path is too long");
         goto fail;
     }
+    if (netns_pool_size(cfg->netns_pool, &eng->netns_pool, err) < 0)
+        goto fail;
     const char *dirs[] = {eng->run_dir, eng->lock_dir, eng->stage_dir, eng->layer_dir, eng->empty_dir};
     for (size_t i = 0; i < SBX_ARRAY_LEN(dirs); i++) {
         int r = sbx_mkdir_p(dirs[i], 0711);
@@ -172,9 +204,13 @@ int sbx_engine_open(const sbx_engine_config *cfg, sbx_engine **out, sbx_err *err
     }
     if (cfg->init_exe && open_init_exe(eng, cfg->init_exe, err) < 0)
         goto fail;
-    if (sbx_cg_detect(eng->cg_fs, &eng->cg, err) < 0)
+    char cache[PATH_MAX];
+    if (sbx_pathf(cache, sizeof(cache), "%s/cgroup-layout", eng->run_dir) < 0) {
+        sbx_fail(err, SBX_E_INVALID, "run directory path is too long");
         goto fail;
-    eng->favor_dynmods = cfg->keep_cgroup_mount ? 1 : sbx_cg_favor_dynmods(&eng->cg);
+    }
+    if (sbx_cg_detect_cached(eng->cg_fs, cache, cfg->keep_cgroup_mount, &eng->cg, &eng->favor_dynmods, err) < 0)
+        goto fail;
     sweep(eng);
     *out = eng;
     return 0;
@@ -229,8 +265,9 @@ int sbx_engine_describe(const sbx_engine *eng, char *buf, size_t len)
         snprintf(fav, sizeof(fav), "left alone (SBX_CGROUP_KEEP_MOUNT)");
     else
         snprintf(fav, sizeof(fav), "unavailable: %s", strerror(-eng->favor_dynmods));
-    int n = snprintf(buf + off, len - off, "cgroup favordynmods %s\nuid map  0 -> %u (%u ids)\nrun dir  %s\n", fav,
-                     eng->uid_base, eng->uid_count, eng->run_dir);
+    int n = snprintf(buf + off, len - off,
+                     "cgroup favordynmods %s\nuid map  0 -> %u (%u ids)\nrun dir  %s\nnetns pool up to %d idle in %s\n",
+                     fav, eng->uid_base, eng->uid_count, eng->run_dir, eng->netns_pool, eng->netns_dir);
     if (n < 0 || (size_t)n >= len - off)
         return -1;
     off += (size_t)n;

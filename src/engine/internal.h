@@ -28,6 +28,8 @@ struct sbx_engine {
     char cg_fs[PATH_MAX];
     char gpu_root[PATH_MAX];  /* GPU discovery reads below it ("/") */
     char gpu_lock_dir[PATH_MAX]; /* <run_dir>/gpus: one flock'd file per GPU in use */
+    char netns_dir[PATH_MAX]; /* <run_dir>/netns: idle network namespaces (netns.c) */
+    int netns_pool;           /* how many it may hold; 0: none */
     uint32_t uid_base, uid_count;
     sbx_cg_layout cg;
     int favor_dynmods; /* 0 on, -errno why not, 1 left alone on request */
@@ -45,6 +47,24 @@ int sbx_image_resolve(const sbx_engine *eng, const char *image, int *kind, char 
  * current with the host's /etc, and puts its directory in dir: eng->etc_mask
  * for "user", a sibling "<etc_mask>.u-<name>" for another name. */
 int sbx_etc_mask_ensure(const sbx_engine *eng, const char *user_name, char *dir, size_t dirlen, sbx_err *err);
+
+/* ---- netns.c: a sandbox's network namespace, new or reused ---- */
+typedef struct sbx_netns {
+    int fd;      /* the namespace; -1: none */
+    int slot_fd; /* taken from the pool: its slot's state file, flock'd; else -1 */
+    int slot;
+} sbx_netns;
+/* Host, before the child needs it: an idle namespace from the pool, or a
+ * new one (with ip_unprivileged_port_start 0; lo is the child's to bring
+ * up). 0 or -errno with *what set. */
+int sbx_netns_get(const sbx_engine *eng, sbx_netns *ns, const char **what);
+/* Once every process of the sandbox is gone: back to the pool (dir, at
+ * most max idle) if nothing of the sandbox shows in it, else dropped.
+ * Closes ns's fds. Safe in the reaper (no malloc). */
+void sbx_netns_put(const char *dir, int max, sbx_netns *ns);
+/* Drops every idle namespace in dir; *busy gets those claimed. The number
+ * dropped, or -errno. */
+int sbx_netns_drain(const char *dir, int *busy);
 
 /* ---- layer.c ---- */
 /* Parent: opens (making it on first use) the ext4 image of an on-disk
@@ -96,7 +116,7 @@ int sbx_rootfs_finish(pid_t detacher, const char **what);
 /* Devices cgroup rules for the standard /dev nodes build_dev makes (and
  * devpts), appended to out after *n; -1 if cap is exceeded. */
 int sbx_rootfs_dev_rules(sbx_cg_dev_rule *out, int *n, int cap);
-/* Brings up lo in the current network namespace. */
+/* Brings up lo in the current network namespace (if it is not up). */
 int sbx_net_lo_up(void);
 
 /* Credentials for the calling thread only, by raw syscall: libc's
@@ -218,6 +238,7 @@ struct sbx_sandbox {
     bool reap_wanted;          /* spec->one_shot, until the reaper is started */
     int reaper_go;             /* reaper's socket: a byte means "destroy"; -1: no reaper */
     bool ready_pending;        /* one_shot: init's READY (or ERROR) not read yet */
+    sbx_netns netns;           /* its network namespace, held until it is gone */
 };
 
 /* sandbox.c: forks the reaper of a one_shot sandbox (best effort: without

@@ -766,7 +766,8 @@ int sbx_net_lo_up(void)
     int r = 0;
     if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
         r = -errno;
-    else {
+    else if ((ifr.ifr_flags & (IFF_UP | IFF_RUNNING)) != (IFF_UP | IFF_RUNNING)) {
+        /* Up already in a namespace from the pool (netns.c). */
         ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
         if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
             r = -errno;

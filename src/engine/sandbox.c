@@ -347,50 +347,6 @@ void sbx_sandbox_child_exec(int argc, char **argv)
     child_main(&ca);
 }
 
-/* The sandbox's network namespace, made by the host while the child
- * builds the root: creating one is the largest single cost of a launch
- * (~0.35 ms of per-protocol setup in the kernel) and needs nothing from
- * the child. The calling thread enters it for that (a netns is per
- * thread), keeps an fd to it, and goes back to its own: a helper thread
- * would cost its creation and a wake-up on the other CPU (~50 us each in
- * a VM), and on two CPUs the child, this thread and a helper would
- * compete for them. 0 or -errno, with *what set. */
-static int make_netns(int *out, const char **what)
-{
-    int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC), r = 0, fd = -1;
-    if (self < 0) {
-        *what = "open own network namespace";
-        return -errno;
-    }
-    if (unshare(CLONE_NEWNET) < 0) {
-        *what = "create network namespace";
-        r = -errno;
-        close(self);
-        return r;
-    }
-    /* The namespace belongs to the host's user namespace, so root inside
-     * lacks CAP_NET_BIND_SERVICE in it; open low ports to every user
-     * instead (there is nothing here but lo, which the child brings up).
-     * /proc/sys/net is the calling thread's namespace. */
-    sbx_write_str("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0");
-    fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        *what = "open network namespace";
-        r = -errno;
-    }
-    /* Back to our own: staying in the sandbox's would put every socket
-     * this thread makes later there. It cannot fail short of the kernel
-     * running out of memory; carrying on in the wrong namespace is worse
-     * than stopping. */
-    if (setns(self, CLONE_NEWNET) < 0) {
-        fprintf(stderr, "sbx: cannot return to the host's network namespace: %s\n", strerror(errno));
-        abort();
-    }
-    close(self);
-    *out = fd;
-    return r;
-}
-
 bool sbx_valid_user_name(const char *s)
 {
     size_t n = strlen(s);
@@ -592,6 +548,7 @@ int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out,
     sb->uid_count = eng->uid_count;
     sb->ctl_fd = sb->lock_fd = sb->reaper_go = -1;
     sb->init_pid = -1;
+    sb->netns = (sbx_netns){-1, -1, -1};
     snprintf(sb->user_name, sizeof(sb->user_name), "%s", spec->user_name ? spec->user_name : "user");
     snprintf(sb->user_home, sizeof(sb->user_home), "/home/%s", sb->user_name);
     pthread_mutex_init(&sb->send_lock, NULL);
@@ -695,15 +652,13 @@ int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out,
      * once), the lock, the cgroups (lock first: the sweep relies on that order),
      * and its move into them (a v1 migration costs ~0.1 ms that need not
      * be on its path). */
-    int netfd = -1;
     const char *what = "";
-    int r = make_netns(&netfd, &what);
+    int r = sbx_netns_get(eng, &sb->netns, &what);
     if (r < 0) {
         sbx_fail_errno(err, -r, "sandbox setup: %s", what);
     } else {
         struct sbx_msg_hdr nm = {SBX_MSG_NETNS, 0};
-        sbx_msg_send(sb->ctl_fd, &nm, sizeof(nm), &netfd, 1); /* a failure shows below */
-        close(netfd);
+        sbx_msg_send(sb->ctl_fd, &nm, sizeof(nm), &sb->netns.fd, 1); /* a failure shows below */
         r = take_lock(eng, sb, err);
     }
     if (r == 0)
@@ -845,6 +800,9 @@ struct reaper {
     bool has_cg;
     sbx_cgroup cg;
     char lock_path[PATH_MAX];
+    sbx_netns netns;
+    int netns_pool;
+    char netns_dir[PATH_MAX];
 };
 #define REAPER_STACK (64 * 1024)
 
@@ -858,8 +816,12 @@ static int reaper_main(void *arg)
     syscall(SYS_sched_setscheduler, 0, SCHED_IDLE, &sp);
     /* Its own session: a Ctrl-C on the terminal is for the command. */
     setsid();
-    int keep[4] = {rp->go, rp->pidfd, rp->lock_fd, rp->mntfd};
-    for (int i = 1; i < 4; i++)
+    int keep[6] = {rp->go, rp->pidfd, rp->lock_fd, rp->mntfd}, nkeep = 4;
+    if (rp->netns.fd >= 0)
+        keep[nkeep++] = rp->netns.fd;
+    if (rp->netns.slot_fd >= 0)
+        keep[nkeep++] = rp->netns.slot_fd;
+    for (int i = 1; i < nkeep; i++)
         for (int j = i; j > 0 && keep[j] < keep[j - 1]; j--) {
             int t = keep[j];
             keep[j] = keep[j - 1];
@@ -867,7 +829,7 @@ static int reaper_main(void *arg)
         }
     /* Nothing of the creator's: a reader of its stdout must see EOF when
      * it exits, and init must see its control socket close. */
-    close_all_but(keep, 4);
+    close_all_but(keep, nkeep);
     char c;
     ssize_t n;
     do
@@ -883,10 +845,13 @@ static int reaper_main(void *arg)
     while (poll(&pf, 1, -1) < 0 && errno == EINTR) {
     }
     /* init has exited: the kernel killed the rest of its pid namespace
-     * first, so the cgroups are empty. The mount namespace outlived it
+     * first, so the cgroups are empty and the network namespace holds
+     * nothing of a process (first: the next sandbox may want it). The
+     * mount namespace outlived it
      * only through mntfd: its teardown (every mount of the root, an RCU
      * grace period) happens here, in this close, not in init's exit. The
      * lock goes only with the cgroups. */
+    sbx_netns_put(rp->netns_dir, rp->netns_pool, &rp->netns);
     close(rp->mntfd);
     if (!rp->has_cg || sbx_cg_destroy(&rp->cg, NULL) == 0)
         unlink(rp->lock_path);
@@ -920,6 +885,9 @@ void sbx_reaper_start(sbx_sandbox *sb)
     rp->has_cg = sb->has_cg;
     rp->cg = sb->cg;
     memcpy(rp->lock_path, sb->lock_path, sizeof(rp->lock_path));
+    rp->netns = sb->netns;
+    rp->netns_pool = sb->eng->netns_pool;
+    memcpy(rp->netns_dir, sb->eng->netns_dir, sizeof(rp->netns_dir));
     /* On our CPU, not the command's (the reaper keeps the pin: it only
      * waits, then removes a few dirs). */
     cpu_set_t cpus;
@@ -959,6 +927,11 @@ void sbx_sandbox_destroy(sbx_sandbox *sb)
         }
         send(sb->reaper_go, "x", 1, MSG_NOSIGNAL);
         close(sb->reaper_go);
+        /* Our copies: the reaper's keep the slot's lock and puts it back. */
+        if (sb->netns.fd >= 0)
+            close(sb->netns.fd);
+        if (sb->netns.slot_fd >= 0)
+            close(sb->netns.slot_fd);
         if (sb->ctl_fd >= 0)
             close(sb->ctl_fd);
         if (sb->lock_fd >= 0)
@@ -979,6 +952,8 @@ void sbx_sandbox_destroy(sbx_sandbox *sb)
     }
     if (sb->ctl_fd >= 0)
         close(sb->ctl_fd);
+    /* With init reaped nothing of the sandbox is left in it. */
+    sbx_netns_put(sb->eng->netns_dir, sb->eng->netns_pool, &sb->netns);
     if (sb->has_cg) {
         /* With init reaped the pid namespace is empty; a straggler (none
          * is expected) is killed before a second try. */

@@ -58,6 +58,7 @@ check "... and leave no half-built mask" bash -c "! ls -d $fresh/run/etc-mask.ne
 for d in /sys/fs/cgroup/*/"$cgname" /sys/fs/cgroup/"$cgname"; do
     [ -d "$d" ] && rmdir "$d"
 done
+SBX_RUN_DIR=$fresh/run "$SBX" prune >/dev/null
 rm -rf "$fresh"
 sbx_run -- sh -c 'touch /usr/sbx-probe 2>&1; touch /etc/sbx-probe 2>&1; echo done'
 check "/usr and /etc are read-only" bash -c "grep -q 'Read-only' $OUT && [ ! -e /usr/sbx-probe ] && [ ! -e /etc/sbx-probe ]"

@@ -70,5 +70,6 @@ leftover "no leftovers: no server of the suite but the shared one" \
 for d in /sys/fs/cgroup/*/"$SBX_CGROUP_NAME" /sys/fs/cgroup/"$SBX_CGROUP_NAME"; do
     [ -d "$d" ] && rmdir "$d" 2>/dev/null
 done
+"$SBX" prune >/dev/null 2>&1 # its pooled network namespaces (mounts)
 [ -z "$(ls -A "$SBX_RUN_DIR/sandboxes" 2>/dev/null)" ] && rm -rf "$SBX_RUN_DIR"
 exit $status

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cgroup.h"
+#include "cgroup_internal.h"
 #include "t.h"
 #include "util.h"
 
@@ -406,6 +407,76 @@ static void child_main(const sbx_cgroup *cg, int wfd)
         pause();
 }
 
+static bool read_cache(const char *path, struct sbx_cg_cache *c)
+{
+    size_t n = 0;
+    return sbx_read_file(path, (char *)c, sizeof(*c) + 1, &n) == 0 && n == sizeof(*c);
+}
+
+/* The layout cache: written on a miss, believed while the cgroup root is
+ * unchanged, detected anew once it changes. A fake cgroup root (an empty
+ * dir: no hierarchy under it) stands in; a marker put into the cached
+ * layout shows whether it was believed. */
+static void test_cache(void)
+{
+    char dir[] = "/tmp/sbx-cgcache.XXXXXX", fs[PATH_MAX], cache[PATH_MAX], sub[PATH_MAX + 4];
+    if (!mkdtemp(dir)) {
+        T_OK(0, "mkdtemp: %s", strerror(errno));
+        return;
+    }
+    snprintf(fs, sizeof(fs), "%s/cgroup", dir);
+    snprintf(cache, sizeof(cache), "%s/cgroup-layout", dir);
+    snprintf(sub, sizeof(sub), "%s/new", fs);
+    mkdir(fs, 0755);
+    sbx_cg_layout lay;
+    sbx_err err = {0};
+    int favor = 0;
+    struct sbx_cg_cache *c = malloc(sizeof(*c) + 1);
+    T_OK(sbx_cg_detect_cached(fs, cache, false, &lay, &favor, &err) == 0, "cache: first detect (%s)", err.msg);
+    T_OK(read_cache(cache, c) && c->magic == SBX_CG_CACHE_MAGIC && strcmp(c->cgroup_fs, fs) == 0,
+         "cache: written on a miss, for its cgroup root");
+    T_OK(lay.ver[SBX_CG_MEMORY] == SBX_CG_NONE && favor == -ENOENT, "cache: nothing under the fake root");
+
+    snprintf(c->lay.v2_opts, sizeof(c->lay.v2_opts), "marker");
+    int fd = open(cache, O_WRONLY | O_TRUNC);
+    T_OK(fd >= 0 && write(fd, c, sizeof(*c)) == (ssize_t)sizeof(*c), "cache: marker written");
+    if (fd >= 0)
+        close(fd);
+    T_OK(sbx_cg_detect_cached(fs, cache, false, &lay, &favor, &err) == 0 && strcmp(lay.v2_opts, "marker") == 0,
+         "cache: believed while the cgroup root is unchanged");
+    T_OK(sbx_cg_detect_cached(fs, cache, true, &lay, &favor, &err) == 0 && favor == 1,
+         "cache: keep_mount reports favordynmods left alone");
+
+    /* A hierarchy mounted under the root needs a new dir there. */
+    mkdir(sub, 0755);
+    T_OK(sbx_cg_detect_cached(fs, cache, false, &lay, &favor, &err) == 0 && strcmp(lay.v2_opts, "marker") != 0,
+         "cache: detected again once the cgroup root changed");
+    T_OK(read_cache(cache, c) && strcmp(c->lay.v2_opts, "marker") != 0, "cache: ... and rewritten");
+    /* Another cgroup root never reads this one's cache. */
+    snprintf(c->lay.v2_opts, sizeof(c->lay.v2_opts), "marker");
+    fd = open(cache, O_WRONLY | O_TRUNC);
+    if (fd >= 0) {
+        T_OK(write(fd, c, sizeof(*c)) == (ssize_t)sizeof(*c), "cache: marker written again");
+        close(fd);
+    }
+    T_OK(sbx_cg_detect_cached(sub, cache, false, &lay, &favor, &err) == 0 && strcmp(lay.v2_opts, "marker") != 0,
+         "cache: not believed for another cgroup root");
+    /* Garbage is a miss, not an error. */
+    fd = open(cache, O_WRONLY | O_TRUNC);
+    if (fd >= 0) {
+        T_OK(write(fd, "junk", 4) == 4, "cache: junk written");
+        close(fd);
+    }
+    T_OK(sbx_cg_detect_cached(fs, cache, false, &lay, &favor, &err) == 0 && read_cache(cache, c) &&
+             c->magic == SBX_CG_CACHE_MAGIC,
+         "cache: a damaged cache is replaced");
+    free(c);
+    rmdir(sub);
+    unlink(cache);
+    rmdir(fs);
+    rmdir(dir);
+}
+
 static void test_real(void)
 {
     sbx_cg_layout lay;
@@ -549,6 +620,7 @@ int main(void)
     test_plans();
     test_parse();
     test_fake_v2();
+    test_cache();
     test_real();
     T_DONE();
 }
