@@ -127,7 +127,7 @@ int sbx_become(uint32_t uid, uint32_t gid);
 /* ---- init.c: the sandbox's pid 1 ---- */
 /* Messages on the control socket (SOCK_SEQPACKET). */
 enum {
-    SBX_MSG_NETNS = 1,   /* host -> child: the network ns to enter (fd) */
+    SBX_MSG_NETNS = 1,   /* host -> child: the network and user ns to enter (2 fds) */
     SBX_MSG_USERNS,      /* child -> host (GPU sandboxes): root built, restrict the devices */
     SBX_MSG_MAPPED,      /* host -> child: devices restricted */
     SBX_MSG_READY,       /* child -> host: init loop running */

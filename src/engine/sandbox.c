@@ -48,15 +48,20 @@ static void __attribute__((noreturn)) child_error(int ctl, const char *what, int
     _exit(1);
 }
 
-/* Receives a message of type `want` carrying exactly one fd. */
-static int recv_fd(int ctl, uint32_t want, int *fd)
+/* Receives a message of type `want` carrying exactly `n` fds. */
+static int recv_fds(int ctl, uint32_t want, int *fds, int n)
 {
     _Alignas(8) char buf[sizeof(struct sbx_msg_hdr)];
-    int nfd = 1;
-    ssize_t n = sbx_msg_recv(ctl, buf, sizeof(buf), fd, &nfd);
-    if (n < (ssize_t)sizeof(buf) || nfd != 1 || ((struct sbx_msg_hdr *)buf)->type != want)
+    int nfd = n;
+    ssize_t len = sbx_msg_recv(ctl, buf, sizeof(buf), fds, &nfd);
+    if (len < (ssize_t)sizeof(buf) || nfd != n || ((struct sbx_msg_hdr *)buf)->type != want)
         return -1;
     return 0;
+}
+
+static int recv_fd(int ctl, uint32_t want, int *fd)
+{
+    return recv_fds(ctl, want, fd, 1);
 }
 
 static int recv_type(int fd, uint32_t want)
@@ -92,15 +97,13 @@ static void hide_cmdline(const char *title)
     memcpy(start, title, tl);
 }
 
-/* proc: where the sandbox's /proc is mounted (its pid namespace's). */
-static int write_id_maps(const char *proc, pid_t pid, uint32_t base, uint32_t count)
+static int write_id_maps(pid_t pid, uint32_t base, uint32_t count)
 {
-    char path[PATH_MAX], map[64];
+    char path[64], map[64];
     snprintf(map, sizeof(map), "0 %u %u\n", base, count);
     static const char *const files[] = {"uid_map", "gid_map"};
     for (int i = 0; i < 2; i++) {
-        if (sbx_pathf(path, sizeof(path), "%s/proc/%d/%s", proc, (int)pid, files[i]) < 0)
-            return -ENAMETOOLONG;
+        snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, files[i]);
         int r = sbx_write_str(path, map);
         if (r < 0)
             return r;
@@ -108,15 +111,15 @@ static int write_id_maps(const char *proc, pid_t pid, uint32_t base, uint32_t co
     return 0;
 }
 
-/* The sandbox's user namespace, made by the child once its root is built
- * (still host root, with the sandbox's /proc mounted under root), id maps written,
- * so that dropping into it is a setns instead of a round trip to the host
- * (unshare, ask for the maps, wait). A helper task is cloned into a new
- * user namespace only to create it and exits at once; its /proc files
- * (a zombie's stay until it is reaped) give the namespace and its map
- * files. CLONE_VM: nothing is copied; exit signal 0: reaped here only.
- * The namespace is owned by host root and its parent is the host's, as
- * when the child unshared it itself. Returns its fd or -errno. */
+/* The sandbox's user namespace, made by the host while the child builds
+ * its root (the host has time to spare there; the child's is the longer
+ * path) and sent with the network namespace, so that the child drops
+ * into it with a setns. A helper task is cloned into a new user namespace
+ * only to create it and exits at once; its /proc files (a zombie's stay
+ * until it is reaped) give the namespace and its map files. CLONE_VM:
+ * nothing is copied; exit signal 0: reaped here only. The namespace is
+ * owned by host root and its parent is the host's. Returns its fd or
+ * -errno, with *what set. */
 static int helper_exit(void *arg)
 {
     (void)arg;
@@ -124,7 +127,7 @@ static int helper_exit(void *arg)
     return 0;
 }
 
-static int make_userns(const char *root, uint32_t base, uint32_t count, const char **what)
+static int make_userns(uint32_t base, uint32_t count, const char **what)
 {
     _Alignas(16) char stack[4096];
     pid_t pid = clone(helper_exit, stack + sizeof(stack), CLONE_NEWUSER | CLONE_VM, NULL);
@@ -132,12 +135,13 @@ static int make_userns(const char *root, uint32_t base, uint32_t count, const ch
         *what = "create user namespace";
         return -errno;
     }
-    char path[PATH_MAX];
-    int fd = -1, r = sbx_pathf(path, sizeof(path), "%s/proc/%d/ns/user", root, (int)pid);
-    if (r == 0 && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)pid);
+    int r = 0, fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         r = -errno;
     *what = "open user namespace";
-    if (r == 0 && (r = write_id_maps(root, pid, base, count)) < 0) {
+    if (r == 0 && (r = write_id_maps(pid, base, count)) < 0) {
         *what = "write uid/gid map";
         close(fd);
     }
@@ -179,14 +183,6 @@ static void __attribute__((noreturn)) child_main(const struct child_args *a)
         child_error(ctl, "sethostname", errno);
     if ((r = sbx_rootfs_build(pl, &what)) < 0)
         child_error(ctl, what, -r);
-    /* The user namespace to drop into, made here while the host still
-     * works on the network namespace and the cgroups (see make_userns);
-     * its helper starts on this CPU, as the mask still says. Before the
-     * pivot: the kernel refuses a user namespace to a chrooted process,
-     * as which it counts us until the old root is detached. */
-    int userfd = make_userns(pl->stage, pl->uid_base, pl->uid_count, &what);
-    if (userfd < 0)
-        child_error(ctl, what, -userfd);
     if ((r = sbx_rootfs_enter(pl, &what)) < 0)
         child_error(ctl, what, -r);
     pid_t detacher = sbx_rootfs_detach();
@@ -197,11 +193,13 @@ static void __attribute__((noreturn)) child_main(const struct child_args *a)
         munmap((void *)pl->gpu, sizeof(*pl->gpu));
     munmap((void *)pl, sizeof(*pl));
 
-    /* The network namespace the host made meanwhile (sent as soon as it
-     * is made: lo is brought up here, while the host makes the cgroups). */
-    int netfd = -1, lock_fd = -1;
-    if (recv_fd(ctl, SBX_MSG_NETNS, &netfd) < 0)
+    /* The network and user namespaces the host made meanwhile (sent as
+     * soon as they are made: lo is brought up here if it is not up, while
+     * the host makes the cgroups). */
+    int nsfds[2] = {-1, -1}, lock_fd = -1;
+    if (recv_fds(ctl, SBX_MSG_NETNS, nsfds, 2) < 0)
         _exit(1);
+    int netfd = nsfds[0], userfd = nsfds[1];
     if (setns(netfd, CLONE_NEWNET) < 0)
         child_error(ctl, "enter network namespace", errno);
     close(netfd);
@@ -653,12 +651,16 @@ int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out,
      * and its move into them (a v1 migration costs ~0.1 ms that need not
      * be on its path). */
     const char *what = "";
-    int r = sbx_netns_get(eng, &sb->netns, &what);
+    int r = sbx_netns_get(eng, &sb->netns, &what), userfd = -1;
+    if (r == 0 && (userfd = r = make_userns(sb->uid_base, sb->uid_count, &what)) >= 0)
+        r = 0;
     if (r < 0) {
         sbx_fail_errno(err, -r, "sandbox setup: %s", what);
     } else {
         struct sbx_msg_hdr nm = {SBX_MSG_NETNS, 0};
-        sbx_msg_send(sb->ctl_fd, &nm, sizeof(nm), &sb->netns.fd, 1); /* a failure shows below */
+        int fds[2] = {sb->netns.fd, userfd};
+        sbx_msg_send(sb->ctl_fd, &nm, sizeof(nm), fds, 2); /* a failure shows below */
+        close(userfd);
         r = take_lock(eng, sb, err);
     }
     if (r == 0)
