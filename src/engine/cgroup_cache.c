@@ -38,43 +38,35 @@ static void v2_controllers(const sbx_cg_layout *lay, char *buf, size_t cap)
 
 /* Fills the identities of everything the layout rests on; false if one
  * cannot be read (nothing is cached then). */
-static bool identify(const char *cgroup_fs, const sbx_cg_layout *lay, struct sbx_cg_cache *c)
+static bool identify(const char *cgroup_fs, const sbx_cg_layout *lay, struct sbx_cg_ids *id)
 {
     struct stat st;
-    c->mntns = mntns_ino();
+    memset(id, 0, sizeof(*id)); /* compared whole, padding included */
+    id->mntns = mntns_ino();
     for (int i = 0; i < SBX_CG_NCTL + 2; i++) {
         const char *p = i < SBX_CG_NCTL ? (lay->ver[i] ? lay->mount[i] : NULL)
                         : i == SBX_CG_NCTL ? (lay->v2_mount[0] ? lay->v2_mount : NULL)
                                            : cgroup_fs;
-        c->dev[i] = c->ino[i] = 0;
         if (!p)
             continue;
         if (stat(p, &st) < 0)
             return false;
-        c->dev[i] = (uint64_t)st.st_dev;
-        c->ino[i] = (uint64_t)st.st_ino;
+        id->dev[i] = (uint64_t)st.st_dev;
+        id->ino[i] = (uint64_t)st.st_ino;
         if (i == SBX_CG_NCTL + 1) {
-            c->fs_mtime_sec = (int64_t)st.st_mtim.tv_sec;
-            c->fs_mtime_nsec = (int64_t)st.st_mtim.tv_nsec;
+            id->fs_mtime_sec = (int64_t)st.st_mtim.tv_sec;
+            id->fs_mtime_nsec = (int64_t)st.st_mtim.tv_nsec;
         }
     }
-    v2_controllers(lay, c->v2_controllers, sizeof(c->v2_controllers));
-    return c->mntns != 0;
+    v2_controllers(lay, id->v2_controllers, sizeof(id->v2_controllers));
+    return id->mntns != 0;
 }
 
 static bool cache_valid(const char *cgroup_fs, const struct sbx_cg_cache *c)
 {
-    if (c->magic != SBX_CG_CACHE_MAGIC || c->size != sizeof(*c) || strcmp(c->cgroup_fs, cgroup_fs) != 0)
-        return false;
-    struct sbx_cg_cache *now = malloc(sizeof(*now));
-    if (!now)
-        return false;
-    bool ok = identify(cgroup_fs, &c->lay, now) && now->mntns == c->mntns &&
-              memcmp(now->dev, c->dev, sizeof(c->dev)) == 0 && memcmp(now->ino, c->ino, sizeof(c->ino)) == 0 &&
-              now->fs_mtime_sec == c->fs_mtime_sec && now->fs_mtime_nsec == c->fs_mtime_nsec &&
-              strcmp(now->v2_controllers, c->v2_controllers) == 0;
-    free(now);
-    return ok;
+    struct sbx_cg_ids now;
+    return c->magic == SBX_CG_CACHE_MAGIC && c->size == sizeof(*c) && strcmp(c->cgroup_fs, cgroup_fs) == 0 &&
+           identify(cgroup_fs, &c->lay, &now) && memcmp(&now, &c->ids, sizeof(now)) == 0;
 }
 
 static void cache_write(const char *path, const struct sbx_cg_cache *c)
@@ -120,7 +112,7 @@ int sbx_cg_detect_cached(const char *cgroup_fs, const char *cache_path, bool kee
     *favor = c->favor;
     c->magic = SBX_CG_CACHE_MAGIC;
     c->size = sizeof(*c);
-    if (strlen(cgroup_fs) < sizeof(c->cgroup_fs) && identify(cgroup_fs, &c->lay, c)) {
+    if (strlen(cgroup_fs) < sizeof(c->cgroup_fs) && identify(cgroup_fs, &c->lay, &c->ids)) {
         memcpy(c->cgroup_fs, cgroup_fs, strlen(cgroup_fs) + 1);
         cache_write(cache_path, c);
     }

@@ -23,14 +23,18 @@ int sbx_cg_read_keyed(const char *dir, const char *file, const char *key, uint64
 
 /* ---- cgroup_cache.c: the file's content (the unit test edits it) ---- */
 #define SBX_CG_CACHE_MAGIC 0x73626367u /* "sbcg" */
-struct sbx_cg_cache {
-    uint32_t magic, size; /* size: this struct's, so a build with another layout never reads it */
-    uint64_t mntns;       /* inode of /proc/self/ns/mnt */
+/* What a layout rests on: if any of it changes, detect again. */
+struct sbx_cg_ids {
+    uint64_t mntns; /* inode of /proc/self/ns/mnt */
     uint64_t dev[SBX_CG_NCTL + 2], ino[SBX_CG_NCTL + 2]; /* each mount; then the v2 mount; then cgroup_fs */
     int64_t fs_mtime_sec, fs_mtime_nsec;                 /* of cgroup_fs */
+    char v2_controllers[1024];
+};
+struct sbx_cg_cache {
+    uint32_t magic, size; /* size: this struct's, so a build with another layout never reads it */
+    struct sbx_cg_ids ids;
     int favor; /* sbx_cg_favor_dynmods's result; 1: not tried (kept on request) */
     char cgroup_fs[PATH_MAX];
-    char v2_controllers[1024];
     sbx_cg_layout lay;
 };
 

@@ -65,6 +65,8 @@ void sbx_netns_put(const char *dir, int max, sbx_netns *ns);
 /* Drops every idle namespace in dir; *busy gets those claimed. The number
  * dropped, or -errno. */
 int sbx_netns_drain(const char *dir, int *busy);
+/* Child: brings up lo in the current network namespace (if it is not up). */
+int sbx_net_lo_up(void);
 
 /* ---- layer.c ---- */
 /* Parent: opens (making it on first use) the ext4 image of an on-disk
@@ -116,8 +118,6 @@ int sbx_rootfs_finish(pid_t detacher, const char **what);
 /* Devices cgroup rules for the standard /dev nodes build_dev makes (and
  * devpts), appended to out after *n; -1 if cap is exceeded. */
 int sbx_rootfs_dev_rules(sbx_cg_dev_rule *out, int *n, int cap);
-/* Brings up lo in the current network namespace (if it is not up). */
-int sbx_net_lo_up(void);
 
 /* Credentials for the calling thread only, by raw syscall: libc's
  * wrappers signal every thread libc knows of, and a process cloned from a

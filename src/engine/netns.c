@@ -278,17 +278,47 @@ static bool no_flowlabels(const char *p, const char *end)
     return next_line(p, end) >= end;
 }
 
-static bool lo_up(void)
+/* A socket in the calling thread's network namespace, with lo's flags
+ * read into *ifr; or -errno. */
+static int lo_get(struct ifreq *ifr)
 {
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (s < 0)
-        return false;
+        return -errno;
+    memset(ifr, 0, sizeof(*ifr));
+    strcpy(ifr->ifr_name, "lo");
+    if (ioctl(s, SIOCGIFFLAGS, ifr) < 0) {
+        int e = errno;
+        close(s);
+        return -e;
+    }
+    return s;
+}
+
+int sbx_net_lo_up(void)
+{
     struct ifreq ifr;
-    memset(&ifr, 0, sizeof(ifr));
-    strcpy(ifr.ifr_name, "lo");
-    bool up = ioctl(s, SIOCGIFFLAGS, &ifr) == 0 && (ifr.ifr_flags & IFF_UP);
+    int s = lo_get(&ifr), r = 0;
+    if (s < 0)
+        return s;
+    /* A namespace from the pool has it up already. */
+    if ((ifr.ifr_flags & (IFF_UP | IFF_RUNNING)) != (IFF_UP | IFF_RUNNING)) {
+        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+        if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+            r = -errno;
+    }
     close(s);
-    return up;
+    return r;
+}
+
+static bool lo_up(void)
+{
+    struct ifreq ifr;
+    int s = lo_get(&ifr);
+    if (s < 0)
+        return false;
+    close(s);
+    return ifr.ifr_flags & IFF_UP;
 }
 
 #define CHECK_BUF (64 * 1024)

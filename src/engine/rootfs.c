@@ -22,15 +22,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/mount.h>
-#include <net/if.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/fsuid.h>
-#include <sys/ioctl.h>
 #include <sys/mount.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -753,25 +750,4 @@ int sbx_rootfs_finish(pid_t detacher, const char **what)
     }
     TRY("chdir /", chdir("/"));
     return 0;
-}
-
-int sbx_net_lo_up(void)
-{
-    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (s < 0)
-        return -errno;
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof(ifr));
-    strcpy(ifr.ifr_name, "lo");
-    int r = 0;
-    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
-        r = -errno;
-    else if ((ifr.ifr_flags & (IFF_UP | IFF_RUNNING)) != (IFF_UP | IFF_RUNNING)) {
-        /* Up already in a namespace from the pool (netns.c). */
-        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-        if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
-            r = -errno;
-    }
-    close(s);
-    return r;
 }
