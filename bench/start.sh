@@ -30,6 +30,10 @@ hyperfine -N --warmup 5 --runs $((RUNS / 5)) --export-json "$out/python.json" \
 hyperfine -N --runs 40 --prepare "sleep 0.2" --export-json "$out/spaced.json" \
     -n "sbx run /bin/true, spaced" "$SBX run -- /bin/true" \
     -n "bwrap /bin/true, spaced" "$BW /bin/true" >/dev/null
+# CPU per launch, all CPUs, background teardown included (bench/cpu.py).
+python3 "$root/bench/cpu.py" "$out/cpu.json" "$RUNS" \
+    "sbx run /bin/true=$SBX run -- /bin/true" "bwrap /bin/true=$BW /bin/true" \
+    "unshare /bin/true=$(command -v unshare) -Urpfmnui /bin/true" "bare /bin/true=/bin/true"
 "$root/$BUILD/bench/idle_mem" 50 >"$out/idle_mem.txt"
 
 python3 - "$out" <<'PY'
@@ -46,6 +50,11 @@ for f in ("start.json", "spaced.json", "python.json"):
 mem = dict(l.split() for l in open(os.path.join(out, "idle_mem.txt")))
 lines = ["| command | median ms | min ms | p90 ms | ratio to bwrap (median) |", "|---|---|---|---|---|"]
 lines += ["| %s | %.2f | %.2f | %.2f | %.2f |" % r for r in rows]
+cpu = json.load(open(os.path.join(out, "cpu.json")))
+ref = next(c["cpu_ms"] for c in cpu if c["name"].startswith("bwrap"))
+lines += ["", "CPU time per launch, all CPUs together (bench/cpu.py: /proc/stat busy time over back-to-back launches, less the idle machine's; the launcher's own share is in every row, and the work a launch leaves running, such as sbx's reaper tearing the sandbox down, is counted):", "",
+          "| command | CPU ms per launch | wall ms per launch | CPU ratio to bwrap |", "|---|---|---|---|"]
+lines += ["| %s | %.2f | %.2f | %.2f |" % (c["name"], c["cpu_ms"], c["wall_ms"], c["cpu_ms"] / ref) for c in cpu]
 lines += ["", "A command in a pre-created (live) sandbox, through the engine API: /bin/true %.2f ms, python3 -c pass %.2f ms (medians)." % (float(mem["exec_true_ms"]), float(mem["exec_python_ms"]))]
 lines += ["", "Idle memory per live sandbox (%s sandboxes): %.0f KiB of host memory each (the drop in free memory, kernel objects included; it varies by tens of KiB between runs), and the init process's PSS is %.0f KiB (pages it shares with its creator count in part, though they were there before)." % (mem["sandboxes"], float(mem["host_kib_per_sandbox"]), float(mem["init_pss_kib"]))]
 table = "\n".join(lines)
