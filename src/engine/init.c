@@ -10,7 +10,6 @@
  * lock another thread held at clone time): children come from raw clone.
  */
 #include "internal.h"
-#include "seccomp.h"
 #include "util.h"
 
 #include <errno.h>
@@ -143,15 +142,8 @@ static void __attribute__((noreturn))
 exec_child(const struct sbx_msg_exec *m, char *workdir, char **argv, char **env, const int *stdio,
            const int *extra, int nextra)
 {
-    /* A fresh signal state: ignored signals survive exec, and whatever
-     * launched sbx (a shell's background job ignores SIGINT) must not
-     * decide what the command ignores. */
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof(dfl));
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP)
-            sigaction(sig, &dfl, NULL);
+    /* Every disposition is the default already (see sbx_init_main); the
+     * mask is init's. */
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -193,12 +185,9 @@ exec_child(const struct sbx_msg_exec *m, char *workdir, char **argv, char **env,
         if (chdir(workdir) < 0)
             child_fail(SBX_STAGE_WORKDIR, errno);
     }
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-        child_fail(SBX_STAGE_SECCOMP, errno);
-    int r = sbx_seccomp_install();
-    if (r < 0)
-        child_fail(SBX_STAGE_SECCOMP, -r);
-    r = exec_path(argv[0], argv, env, m->envc);
+    /* no_new_privs and the seccomp filter are init's, inherited (see
+     * child_main in sandbox.c). */
+    int r = exec_path(argv[0], argv, env, m->envc);
     child_fail(SBX_STAGE_EXEC, -r);
 }
 
@@ -527,6 +516,18 @@ static void handle_fsop(size_t len, int *fds, int nfds)
 
 void sbx_init_main(int ctl)
 {
+    /* Default dispositions, once for every command to come: ignored
+     * signals survive exec, and whatever launched sbx (a shell's
+     * background job ignores SIGINT) must not decide what a command
+     * ignores; handlers copied from the host have no business here.
+     * init itself stays safe: a pid namespace's init never gets a signal
+     * it has no handler for, but SIGKILL from an ancestor. */
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            sigaction(sig, &dfl, NULL);
     sigset_t chld;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);

@@ -632,7 +632,11 @@ int sbx_rootfs_build(const sbx_rootfs_plan *pl, const char **what)
      * Safe: a non-zero fsuid only lowers privilege (the file capabilities
      * are dropped until fsuid 0 is set back, right after). */
     bool fresh = pl->image_kind == SBX_IMAGE_HOST && pl->layer_img_fd < 0;
+    /* Relative to the root itself: the run dir's parents may be closed
+     * to the unprivileged fsuid (a run dir under /root, say). */
+    int stage_fd = -1;
     if (fresh) {
+        TRY("open new root", stage_fd = open(pl->stage, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         setfsgid(base);
         setfsuid(base);
     }
@@ -640,10 +644,11 @@ int sbx_rootfs_build(const sbx_rootfs_plan *pl, const char **what)
         struct stat st;
         sbx_pathf(p, sizeof(p), "%s/%s", pl->stage, dirs[i].path);
         if (fresh) {
-            if (mkdir(p, dirs[i].mode) < 0) {
+            if (mkdirat(stage_fd, dirs[i].path, dirs[i].mode) < 0) {
                 r = -errno;
                 setfsuid(0);
                 setfsgid(0);
+                close(stage_fd);
                 *what = "make skeleton dir";
                 return r;
             }
@@ -656,6 +661,7 @@ int sbx_rootfs_build(const sbx_rootfs_plan *pl, const char **what)
     if (fresh) {
         setfsuid(0);
         setfsgid(0);
+        close(stage_fd);
         sbx_pathf(p, sizeof(p), "%s/%s", pl->stage, pl->user_home);
         TRY("own home dir", chown(p, base + SBX_USER_UID, base + SBX_USER_UID));
     }

@@ -46,7 +46,6 @@ check "/etc/shadow is absent" out_is absent
 # at first: one builds it, the others wait and use it (two swaps raced and
 # one launch failed with "etc mask: rename ...: Directory not empty").
 fresh=$(mktemp -d /tmp/sbx-run-fresh.XXXXXX)
-chmod 755 "$fresh" # the root is built with fsuid of root inside: it must get through
 cgname=sbx-fresh-$$
 for i in 1 2 3 4 5 6; do
     SBX_RUN_DIR=$fresh/run SBX_CGROUP_NAME=$cgname "$SBX" run -- cat /etc/hostname >"$fresh/out.$i" 2>&1 &
@@ -60,6 +59,13 @@ for d in /sys/fs/cgroup/*/"$cgname" /sys/fs/cgroup/"$cgname"; do
 done
 SBX_RUN_DIR=$fresh/run "$SBX" prune >/dev/null
 rm -rf "$fresh"
+# A run dir whose parents only host root may enter (one under /root, say):
+# the root's dirs are made relative to it, not through those parents.
+closed=$(mktemp -d /tmp/sbx-run-closed.XXXXXX) # mode 0700
+SBX_RUN_DIR=$closed/run "$SBX" run -- sh -c 'cat /etc/hostname; ls -d /tmp /home/user' >"$OUT" 2>"$ERR"; RC=$?
+check "a run dir under a directory closed to others works" out_is "$(printf 'sbx\n/home/user\n/tmp')"
+SBX_RUN_DIR=$closed/run "$SBX" prune >/dev/null
+rm -rf "$closed"
 sbx_run -- sh -c 'touch /usr/sbx-probe 2>&1; touch /etc/sbx-probe 2>&1; echo done'
 check "/usr and /etc are read-only" bash -c "grep -q 'Read-only' $OUT && [ ! -e /usr/sbx-probe ] && [ ! -e /etc/sbx-probe ]"
 sbx_run -- sh -c 'echo x > /tmp/f && cat /tmp/f && echo y > /home/user/g && cat /home/user/g'
