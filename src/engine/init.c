@@ -206,6 +206,13 @@ static int init_cpus_ok = -1;
 static int exec_child_start(void *arg)
 {
     const struct exec_args *a = arg;
+#if defined(__SANITIZE_ADDRESS__)
+    /* ASan warns, once per process, at the first noreturn call made off
+     * the stack it knows (this one is exec_stack, unpoisoned before each
+     * use, so the warning is moot): have it now, while fd 2 is init's
+     * /dev/null, not a command's stderr. */
+    __asan_handle_no_return();
+#endif
     if (a->pinned)
         sched_setaffinity(0, sizeof(init_cpus), &init_cpus);
     exec_child(a->m, a->workdir, a->argv, a->env, a->stdio, a->extra, a->nextra);
