@@ -75,9 +75,11 @@ int sbx_default_init_exe(char *buf, size_t len, sbx_err *err);
 void sbx_sandbox_child_exec(int argc, char **argv) __attribute__((noreturn));
 void sbx_engine_close(sbx_engine *eng);
 /* Drops what the engine keeps between sandboxes in run_dir: the idle
- * network namespaces. *busy gets those in use by live sandboxes (they
- * stay). The number dropped, or -1 with err set. */
-int sbx_engine_prune(sbx_engine *eng, int *busy, sbx_err *err);
+ * network namespaces, and the shared /etc views (*views gets how many;
+ * sandboxes keep their mounts of them, the next ones make new views).
+ * *busy gets the namespaces in use by live sandboxes (they stay). The
+ * number of namespaces dropped, or -1 with err set. */
+int sbx_engine_prune(sbx_engine *eng, int *busy, int *views, sbx_err *err);
 /* One line per controller, e.g. "memory: v1 /sys/fs/cgroup/memory", then
  * the uid map, run dir and the GPUs found ("gpu      none found (why)"). */
 int sbx_engine_describe(const sbx_engine *eng, char *buf, size_t len);

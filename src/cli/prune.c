@@ -1,4 +1,5 @@
-/* sbx prune: drop what sbx keeps between runs (idle network namespaces). */
+/* sbx prune: drop what sbx keeps between runs (idle network namespaces,
+ * the shared /etc views). */
 #include "cli.h"
 
 #include <stdio.h>
@@ -12,8 +13,10 @@ int cmd_prune(int argc, char **argv)
                 "%susage: sbx prune\n"
                 "\n"
                 "Drops the idle network namespaces that sandboxes leave in the run dir\n"
-                "($SBX_RUN_DIR/netns, default /run/sbx/netns) for the next ones to reuse.\n"
-                "Those of live sandboxes stay. The next sandboxes make new ones.\n",
+                "($SBX_RUN_DIR/netns, default /run/sbx/netns) for the next ones to reuse,\n"
+                "and the shared read-only views of /etc ($SBX_RUN_DIR/etc-view) that\n"
+                "sandboxes mount. Namespaces of live sandboxes stay; live sandboxes keep\n"
+                "their /etc. The next sandboxes make new ones.\n",
                 help ? "" : "sbx prune: takes no arguments\n");
         return help ? 0 : SBX_EXIT_OWN_ERROR;
     }
@@ -23,7 +26,7 @@ int cmd_prune(int argc, char **argv)
         fprintf(stderr, "sbx: %s\n", err.msg);
         return SBX_EXIT_OWN_ERROR;
     }
-    int busy = 0, n = sbx_engine_prune(eng, &busy, &err);
+    int busy = 0, views = 0, n = sbx_engine_prune(eng, &busy, &views, &err);
     sbx_engine_close(eng);
     if (n < 0) {
         fprintf(stderr, "sbx prune: %s\n", err.msg);
@@ -32,6 +35,8 @@ int cmd_prune(int argc, char **argv)
     printf("dropped %d idle network namespace%s", n, n == 1 ? "" : "s");
     if (busy)
         printf(" (%d in use by live sandboxes kept)", busy);
+    if (views)
+        printf(", %d /etc view%s", views, views == 1 ? "" : "s");
     printf("\n");
     return 0;
 }

@@ -144,8 +144,9 @@ static int netns_pool_size(int asked, int *out, sbx_err *err)
     return 0;
 }
 
-int sbx_engine_prune(sbx_engine *eng, int *busy, sbx_err *err)
+int sbx_engine_prune(sbx_engine *eng, int *busy, int *views, sbx_err *err)
 {
+    *views = sbx_etc_view_drop(eng);
     int n = sbx_netns_drain(eng->netns_dir, busy);
     if (n < 0)
         return sbx_fail_errno(err, -n, "read %s", eng->netns_dir);
@@ -188,7 +189,8 @@ int sbx_engine_open(const sbx_engine_config *cfg, sbx_engine **out, sbx_err *err
         sbx_pathf(eng->empty_dir, PATH_MAX, "%s/empty", eng->run_dir) < 0 ||
         sbx_pathf(eng->etc_mask, PATH_MAX, "%s/etc-mask", eng->run_dir) < 0 ||
         sbx_pathf(eng->gpu_lock_dir, PATH_MAX, "%s/gpus", eng->run_dir) < 0 ||
-        sbx_pathf(eng->netns_dir, PATH_MAX, "%s/netns", eng->run_dir) < 0) {
+        sbx_pathf(eng->netns_dir, PATH_MAX, "%s/netns", eng->run_dir) < 0 ||
+        sbx_pathf(eng->etc_view_dir, PATH_MAX, "%s/etc-view", eng->run_dir) < 0) {
         sbx_fail(err, SBX_E_INVALID, "run directory path is too long");
         goto fail;
     }

@@ -24,6 +24,7 @@ struct sbx_engine {
     char layer_dir[PATH_MAX]; /* mount point for a layer tmpfs (per mount ns) */
     char empty_dir[PATH_MAX]; /* empty lower layer for on-disk host-image layers */
     char etc_mask[PATH_MAX];  /* lower layer over host /etc: hides secrets, adds users */
+    char etc_view_dir[PATH_MAX]; /* <run_dir>/etc-view: the masks' overlays, shared (image.c) */
     char cg_name[64];
     char cg_fs[PATH_MAX];
     char gpu_root[PATH_MAX];  /* GPU discovery reads below it ("/") */
@@ -45,8 +46,16 @@ int sbx_image_resolve(const sbx_engine *eng, const char *image, int *kind, char 
                       sbx_err *err);
 /* Makes sure the /etc mask for the uid-1000 account named user_name is
  * current with the host's /etc, and puts its directory in dir: eng->etc_mask
- * for "user", a sibling "<etc_mask>.u-<name>" for another name. */
+ * for "user", a sibling "<etc_mask>.u-<name>" for another name. 1 if this
+ * call rebuilt it, 0 if it was current, -1 with err set. */
 int sbx_etc_mask_ensure(const sbx_engine *eng, const char *user_name, char *dir, size_t dirlen, sbx_err *err);
+/* A new mount of the shared view of the mask in dir (made or remade as
+ * needed; remake: the mask was just rebuilt), read-only, nosuid, nodev,
+ * not attached anywhere: its fd, or -errno (the caller mounts its own
+ * overlay instead). */
+int sbx_etc_view_clone(const sbx_engine *eng, const char *mask, bool remake);
+/* Unmounts and removes every view (sbx prune); how many were mounted. */
+int sbx_etc_view_drop(const sbx_engine *eng);
 
 /* ---- netns.c: a sandbox's network namespace, new or reused ---- */
 typedef struct sbx_netns {
@@ -86,6 +95,7 @@ typedef struct sbx_rootfs_plan {
     char layer_mnt[PATH_MAX];
     char layer_dir[PATH_MAX];  /* "" = tmpfs layer */
     int layer_img_fd;          /* on-disk layer: its ext4 image, else -1 */
+    int etc_view_fd;           /* host image: the shared /etc view's clone, else -1 */
     char empty_dir[PATH_MAX];
     uint64_t disk_bytes;
     uint32_t uid_base, uid_count;

@@ -553,6 +553,17 @@ static int build_host_image(const sbx_rootfs_plan *pl, const char **what)
     sbx_pathf(p, sizeof(p), "%s/etc", pl->stage);
     if (mkdir(p, 0755) < 0 && errno != EEXIST)
         TRY("mkdir /etc", -1);
+    if (pl->etc_view_fd >= 0) {
+        /* The shared view's new mount, made by the host (image.c). */
+        int r = sys_move_mount(pl->etc_view_fd, "", AT_FDCWD, p, MOVE_MOUNT_F_EMPTY_PATH);
+        int e = errno;
+        close(pl->etc_view_fd);
+        if (r < 0) {
+            *what = "mount /etc view";
+            return -e;
+        }
+        return 0;
+    }
     /* lowerdir order: leftmost is on top, so the mask hides host files. */
     if (sbx_pathf(opts, sizeof(opts), "lowerdir=%s:/etc", pl->etc_mask) < 0) {
         *what = "etc overlay options";

@@ -313,12 +313,15 @@ static void __attribute__((noreturn)) child_reexec(const struct child_args *a, i
         (a->plan->gpu && !write_all_at(mfd, a->plan->gpu, sizeof(*a->plan->gpu), (off_t)CHILD_GPU_OFF)))
         child_error(ctl, "write the plan for the sandbox init", errno ? errno : EIO);
     /* Nothing of the creator's crosses the exec but the control socket,
-     * the plan and the layer image (its standard fds are replaced later). */
+     * the plan, the layer image and the /etc view (its standard fds are
+     * replaced later). */
     syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC);
     fcntl(ctl, F_SETFD, 0);
     fcntl(mfd, F_SETFD, 0);
     if (a->plan->layer_img_fd >= 0)
         fcntl(a->plan->layer_img_fd, F_SETFD, 0);
+    if (a->plan->etc_view_fd >= 0)
+        fcntl(a->plan->etc_view_fd, F_SETFD, 0);
     char arg[16];
     snprintf(arg, sizeof(arg), "%d", mfd);
     char *argv[] = {(char *)"sbx-init", (char *)SBX_CHILD_EXEC_ARG, arg, NULL};
@@ -350,6 +353,8 @@ void sbx_sandbox_child_exec(int argc, char **argv)
     fcntl(b.ctl, F_SETFD, FD_CLOEXEC);
     if (pl->layer_img_fd >= 0)
         fcntl(pl->layer_img_fd, F_SETFD, FD_CLOEXEC);
+    if (pl->etc_view_fd >= 0)
+        fcntl(pl->etc_view_fd, F_SETFD, FD_CLOEXEC);
     struct child_args ca = {pl, b.ctl, b.split, b.cpus, b.others};
     child_main(&ca);
 }
@@ -540,10 +545,12 @@ int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out,
     /* The plan gets its own mapping: the child drops its copy once the
      * root is built, so a live sandbox's init keeps none of it. */
     sbx_rootfs_plan *pl = mmap(NULL, sizeof(*pl), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (pl == MAP_FAILED)
+    if (pl == MAP_FAILED) {
         pl = NULL;
-    else
+    } else {
         pl->layer_img_fd = -1;
+        pl->etc_view_fd = -1;
+    }
     if (!sb || !pl) {
         free(sb);
         if (pl)
@@ -576,9 +583,15 @@ int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out,
     /* The plan: everything the child needs, decided here. */
     if (sbx_image_resolve(eng, spec->image, &pl->image_kind, pl->image_dir, sizeof(pl->image_dir), err) < 0)
         goto fail;
-    if (pl->image_kind == SBX_IMAGE_HOST &&
-        sbx_etc_mask_ensure(eng, sb->user_name, pl->etc_mask, sizeof(pl->etc_mask), err) < 0)
-        goto fail;
+    if (pl->image_kind == SBX_IMAGE_HOST) {
+        int built = sbx_etc_mask_ensure(eng, sb->user_name, pl->etc_mask, sizeof(pl->etc_mask), err);
+        if (built < 0)
+            goto fail;
+        /* Without the view (it could not be made), the child mounts its
+         * own overlay of the mask. */
+        int fd = sbx_etc_view_clone(eng, pl->etc_mask, built == 1);
+        pl->etc_view_fd = fd >= 0 ? fd : -1;
+    }
     if (sbx_rootfs_plan_volumes(pl, spec->volumes, spec->n_volumes, err) < 0)
         goto fail;
     snprintf(pl->user_home, sizeof(pl->user_home), "%s", sb->user_home + 1);
@@ -719,6 +732,8 @@ int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out,
         sbx_cg_close_fds(&sb->cg);
     if (pl->layer_img_fd >= 0)
         close(pl->layer_img_fd);
+    if (pl->etc_view_fd >= 0)
+        close(pl->etc_view_fd);
     munmap(pl, sizeof(*pl));
     sb->reap_wanted = spec->one_shot && !gs && !spec->layer_dir;
     gpu_setup_free(gs);
@@ -732,6 +747,8 @@ fail:
         close(socks[1]);
     if (pl && pl->layer_img_fd >= 0)
         close(pl->layer_img_fd);
+    if (pl && pl->etc_view_fd >= 0)
+        close(pl->etc_view_fd);
     if (pl)
         munmap(pl, sizeof(*pl));
     gpu_setup_free(gs);
