@@ -2,7 +2,8 @@
 # urandom tty, a private devpts), with the right numbers; no node can be
 # made; host devices are absent; and nodes that come with a directory
 # image (a loop device over a disk file with a canary, /dev/kmsg, both
-# 0666) or sit in a volume are dead (the root and volumes are nodev).
+# 0666) or sit in a volume are dead (an image's root and volumes are
+# nodev; the throwaway tmpfs root, which holds /dev, has only sbx's nodes).
 # Control: on the host, the sandbox's own uid reads the canary through the
 # image's node.
 . "$(dirname "$0")/lib.sh"
