@@ -3,9 +3,15 @@
 # sbx and the reference sandboxes, measured side by side in one run with
 # hyperfine; medians and ratios to bwrap go to bench/results/ and, with
 # --update-docs, into docs/benchmarks.md.
+#
+# The /bin/true launches run in ROUNDS rounds of RUNS/ROUNDS each, the
+# commands' order rotated every round, and each command's times pooled:
+# this VM's speed drifts by ~10% over seconds, and one block per command
+# moved the sbx/bwrap ratio by up to 0.05 between runs of one build.
 set -eu
 BUILD=${1:-build}
 RUNS=${RUNS:-300}
+ROUNDS=${ROUNDS:-5}
 root=$(cd "$(dirname "$0")/.." && pwd)
 SBX="$root/$BUILD/sbx"
 out="$root/bench/results"
@@ -15,11 +21,27 @@ command -v hyperfine >/dev/null && command -v bwrap >/dev/null || { echo "bench:
 BW="bwrap --unshare-all --ro-bind / / --dev /dev --proc /proc --die-with-parent"
 US="unshare -Urpfmnui"
 cd /tmp
-hyperfine -N --warmup 30 --runs "$RUNS" --export-json "$out/start.json" \
-    -n "sbx run /bin/true" "$SBX run -- /bin/true" \
-    -n "bwrap /bin/true" "$BW /bin/true" \
-    -n "unshare /bin/true" "$US /bin/true" \
-    -n "bare /bin/true" "/bin/true" >/dev/null
+names=("sbx run /bin/true" "bwrap /bin/true" "unshare /bin/true" "bare /bin/true")
+cmds=("$SBX run -- /bin/true" "$BW /bin/true" "$US /bin/true" "/bin/true")
+for ((r = 0; r < ROUNDS; r++)); do
+    args=()
+    for ((i = 0; i < ${#names[@]}; i++)); do
+        k=$(((i + r) % ${#names[@]}))
+        args+=(-n "${names[k]}" "${cmds[k]}")
+    done
+    hyperfine -N --warmup 10 --runs $((RUNS / ROUNDS)) --export-json "$out/start.$r.json" "${args[@]}" >/dev/null
+done
+python3 - "$out" "$ROUNDS" <<'PY'
+import json, os, sys
+out, rounds = sys.argv[1], int(sys.argv[2])
+merged = {}
+for r in range(rounds):
+    for res in json.load(open(os.path.join(out, "start.%d.json" % r)))["results"]:
+        merged.setdefault(res["command"], []).extend(res["times"])
+    os.remove(os.path.join(out, "start.%d.json" % r))
+order = ["sbx run /bin/true", "bwrap /bin/true", "unshare /bin/true", "bare /bin/true"]
+json.dump({"results": [{"command": c, "times": merged[c]} for c in order]}, open(os.path.join(out, "start.json"), "w"))
+PY
 hyperfine -N --warmup 5 --runs $((RUNS / 5)) --export-json "$out/python.json" \
     -n "sbx run python3 -c pass" "$SBX run -- /usr/bin/python3 -c pass" \
     -n "bwrap python3 -c pass" "$BW /usr/bin/python3 -c pass" \
