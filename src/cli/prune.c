@@ -14,9 +14,10 @@ int cmd_prune(int argc, char **argv)
                 "\n"
                 "Drops the idle network namespaces that sandboxes leave in the run dir\n"
                 "($SBX_RUN_DIR/netns, default /run/sbx/netns) for the next ones to reuse,\n"
-                "and the shared read-only views of /etc ($SBX_RUN_DIR/etc-view) that\n"
-                "sandboxes mount. Namespaces of live sandboxes stay; live sandboxes keep\n"
-                "their /etc. The next sandboxes make new ones.\n",
+                "the shared read-only views of /etc ($SBX_RUN_DIR/etc-view) that\n"
+                "sandboxes mount, and the /etc masks that changes of the host's /etc\n"
+                "replaced, once no live sandbox reads them. Namespaces of live sandboxes\n"
+                "stay; live sandboxes keep their /etc. The next sandboxes make new ones.\n",
                 help ? "" : "sbx prune: takes no arguments\n");
         return help ? 0 : SBX_EXIT_OWN_ERROR;
     }

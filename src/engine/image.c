@@ -211,6 +211,12 @@ static int build_mask(const char *dir, const char *user)
     return 0;
 }
 
+static const char *base_name(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
 int sbx_etc_mask_ensure(const sbx_engine *eng, const char *user_name, char *mask, size_t masklen, sbx_err *err)
 {
     char want[1024], have[1024] = "", stamp_path[PATH_MAX];
@@ -252,9 +258,17 @@ int sbx_etc_mask_ensure(const sbx_engine *eng, const char *user_name, char *mask
     sbx_pathf(tmp, sizeof(tmp), "%s.new.%d", mask, (int)getpid());
     rm_rf(tmp);
     int r = build_mask(tmp, user_name);
-    if (r == 0 && syscall(SYS_renameat2, AT_FDCWD, tmp, AT_FDCWD, mask, RENAME_EXCHANGE) < 0)
+    bool exchanged = false;
+    if (r == 0 && !(exchanged = syscall(SYS_renameat2, AT_FDCWD, tmp, AT_FDCWD, mask, RENAME_EXCHANGE) == 0))
         r = errno == ENOENT && rename(tmp, mask) == 0 ? 0 : -errno; /* the first mask */
-    rm_rf(tmp); /* the old mask after an exchange */
+    /* The old mask (after an exchange) is retired, not removed: the /etc
+     * of sandboxes started from it still reads it (see sbx_etc_masks_gc). */
+    char retired[PATH_MAX];
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (!exchanged || sbx_pathf(retired, sizeof(retired), "%s.retired.%lld.%09ld", mask, (long long)now.tv_sec,
+                                now.tv_nsec) < 0 || rename(tmp, retired) < 0)
+        rm_rf(tmp);
     if (r < 0) {
         close(lk);
         return sbx_fail_errno(err, -r, "etc mask: build and swap in %s", mask);
@@ -270,8 +284,56 @@ int sbx_etc_mask_ensure(const sbx_engine *eng, const char *user_name, char *mask
         else
             unlink(stamp_tmp);
     }
+    sbx_etc_masks_gc(eng);
     close(lk);
     return built;
+}
+
+/* A mask that a rebuild replaced is kept as <mask>.retired.<time>: an
+ * overlay reads its layers by name at each lookup, so the /etc of every
+ * sandbox started from that mask still needs its files (removed, the
+ * sandbox would see the host's passwd, hosts, resolv.conf and where its
+ * secrets are). It goes once every live sandbox (a lock file in
+ * <run>/sandboxes, made at its start) started over 2 s after the
+ * retirement: a view is remade within a second of it. */
+#define MASK_RETIRED_GRACE_S 2
+
+void sbx_etc_masks_gc(const sbx_engine *eng)
+{
+    struct timespec oldest = {0, 0};
+    bool live = false;
+    DIR *d = opendir(eng->lock_dir);
+    if (d) {
+        struct dirent *e;
+        struct stat st;
+        while ((e = readdir(d)))
+            if (e->d_name[0] != '.' && fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                (!live || st.st_mtim.tv_sec < oldest.tv_sec ||
+                 (st.st_mtim.tv_sec == oldest.tv_sec && st.st_mtim.tv_nsec < oldest.tv_nsec))) {
+                oldest = st.st_mtim;
+                live = true;
+            }
+        closedir(d);
+    }
+    const char *name = base_name(eng->etc_mask);
+    size_t nl = strlen(name);
+    if (!(d = opendir(eng->run_dir)))
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *r = strstr(e->d_name, ".retired.");
+        long long s;
+        long ns;
+        if (strncmp(e->d_name, name, nl) != 0 || !r || sscanf(r, ".retired.%lld.%ld", &s, &ns) != 2)
+            continue;
+        if (live && !(s + MASK_RETIRED_GRACE_S < (long long)oldest.tv_sec ||
+                      (s + MASK_RETIRED_GRACE_S == (long long)oldest.tv_sec && ns < oldest.tv_nsec)))
+            continue;
+        char p[PATH_MAX];
+        if (sbx_pathf(p, sizeof(p), "%s/%s", eng->run_dir, e->d_name) == 0)
+            rm_rf(p);
+    }
+    closedir(d);
 }
 
 /* ---- the shared view: the mask's overlay, mounted once ----------------
@@ -291,12 +353,6 @@ int sbx_etc_mask_ensure(const sbx_engine *eng, const char *user_name, char *mask
 #ifndef OVERLAYFS_SUPER_MAGIC
 #define OVERLAYFS_SUPER_MAGIC 0x794c7630
 #endif
-
-static const char *base_name(const char *p)
-{
-    const char *s = strrchr(p, '/');
-    return s ? s + 1 : p;
-}
 
 /* Unmounts and removes the generations of `name` in dir but `keep`
  * (all of them for NULL); how many were mounted. */

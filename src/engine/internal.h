@@ -56,6 +56,9 @@ int sbx_etc_mask_ensure(const sbx_engine *eng, const char *user_name, char *dir,
 int sbx_etc_view_clone(const sbx_engine *eng, const char *mask, bool remake);
 /* Unmounts and removes every view (sbx prune); how many were mounted. */
 int sbx_etc_view_drop(const sbx_engine *eng);
+/* Removes the masks that rebuilds replaced once no live sandbox can be
+ * reading them (after a rebuild, and by sbx prune). */
+void sbx_etc_masks_gc(const sbx_engine *eng);
 
 /* ---- netns.c: a sandbox's network namespace, new or reused ---- */
 typedef struct sbx_netns {

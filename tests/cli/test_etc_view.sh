@@ -45,6 +45,24 @@ check "sbx prune drops the view" bash -c "[ $RC = 0 ] && grep -q ', 1 /etc view'
 wait $live
 check "a live sandbox keeps its /etc through a remake and a prune" bash -c "[ \"\$(cat $TMP/live)\" = \"\$(printf 'user\nhidden')\" ]"
 
+# A live sandbox keeps its /etc when a change of the host's /etc rebuilds
+# the mask: the mask it reads is retired, not removed (removed, it would
+# see the host's uid 1000 or none, and where the secrets are); prune
+# removes it once no sandbox alive is that old.
+"$SBX" run -- sh -c 'sleep 1.5; id -un; test -e /etc/shadow || echo hidden' >"$TMP/live" 2>&1 &
+live=$!
+sleep 0.5
+echo probe >"$PROBE"
+sbx_run -- cat "$PROBE"
+check "a change of the host's /etc rebuilds the mask and retires the old one" \
+    bash -c "[ \"\$(cat $OUT)\" = probe ] && ls $RUN | grep -q '^etc-mask.retired.'"
+rm -f "$PROBE"
+wait $live
+check "a sandbox started before the rebuild still reads its own mask" bash -c "[ \"\$(cat $TMP/live)\" = \"\$(printf 'user\nhidden')\" ]"
+sleep 2.1
+"$SBX" prune >/dev/null 2>&1
+check "prune removes retired masks no live sandbox reads" bash -c "! ls $RUN | grep -q retired"
+
 # No view to be had (the run dir's etc-view is a file): each sandbox
 # mounts its own overlay, as before the views.
 mkdir -p "$RUN" && : >"$RUN/etc-view"
