@@ -190,7 +190,6 @@ static const char *stage_name(int stage)
     switch (stage) {
     case SBX_STAGE_WORKDIR: return "cannot enter workdir";
     case SBX_STAGE_USER: return "cannot switch user";
-    case SBX_STAGE_SECCOMP: return "cannot install seccomp filter";
     case SBX_STAGE_FORK: return "cannot start process";
     default: return "cannot execute";
     }

@@ -191,8 +191,7 @@ struct sbx_msg_started {
     int32_t err;        /* errno if the command could not start */
     int32_t stage;      /* which step failed (enum sbx_exec_stage) */
 };
-enum { SBX_STAGE_NONE = 0, SBX_STAGE_WORKDIR, SBX_STAGE_USER, SBX_STAGE_SECCOMP, SBX_STAGE_EXEC,
-       SBX_STAGE_FORK };
+enum { SBX_STAGE_NONE = 0, SBX_STAGE_WORKDIR, SBX_STAGE_USER, SBX_STAGE_EXEC, SBX_STAGE_FORK };
 
 struct sbx_msg_exit {
     struct sbx_msg_hdr h;
