@@ -99,8 +99,13 @@ static int detect_under(const char *mountinfo, const char *v2_controllers, const
         const char *fstype = tok[sep + 1], *super = tok[sep + 3];
         char *mnt = tok[4];
         unescape_octal(mnt);
-        if (!path_under(mnt, root) || strlen(mnt) >= PATH_MAX)
+        if (!path_under(mnt, root))
             continue;
+        bool is_cg = strcmp(fstype, "cgroup") == 0 || strcmp(fstype, "cgroup2") == 0;
+        if (is_cg && strlen(mnt) >= sizeof(out->mount[0])) {
+            free(text);
+            return -ENAMETOOLONG; /* see SBX_BASE_PATH_MAX */
+        }
 
         if (strcmp(fstype, "cgroup") == 0) {
             for (int c = 0; c < SBX_CG_NCTL; c++) {
@@ -163,6 +168,9 @@ int sbx_cg_detect(const char *cgroup_fs, sbx_cg_layout *out, sbx_err *err)
         r = detect_under(mi, ctl, cgroup_fs, out);
     }
     free(mi);
+    if (r == -ENAMETOOLONG)
+        return sbx_fail(err, SBX_E_SYSTEM, "cgroup: a cgroup mount point under %s is too long (at most %d bytes)",
+                        cgroup_fs, SBX_BASE_PATH_MAX - 1);
     if (r < 0)
         return sbx_fail_errno(err, -r, "cgroup: parse /proc/self/mountinfo");
     return 0;
@@ -345,7 +353,7 @@ int sbx_cg_create(const sbx_cg_layout *lay, const char *name, const char *id,
         return sbx_fail(err, SBX_E_INVALID, "cgroup: path for '%s/%s' too long", name, id);
     }
 
-    sbx_cg_plan *plan = malloc(sizeof(*plan)); /* ~130 KiB: not for the stack */
+    sbx_cg_plan *plan = malloc(sizeof(*plan)); /* ~28 KiB: not for a thread's stack */
     int r = plan ? plan_for(cg, lay, lim, plan) : -ENOMEM;
     if (r < 0) {
         sbx_fail_errno(err, -r, "cgroup: plan for %s/%s", name, id);

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include "sbx/engine.h"
+#include "util.h"
 
 /* devices: the v1 controller, or on v2 (no such controller there) a
  * BPF_PROG_TYPE_CGROUP_DEVICE program on the sandbox's cgroup2 dir. Only
@@ -27,8 +28,8 @@ enum sbx_cg_ver { SBX_CG_NONE = 0, SBX_CG_V1 = 1, SBX_CG_V2 = 2 };
 
 typedef struct sbx_cg_layout {
     int ver[SBX_CG_NCTL];              /* enum sbx_cg_ver per controller */
-    char mount[SBX_CG_NCTL][PATH_MAX]; /* hierarchy mount point serving it */
-    char v2_mount[PATH_MAX];           /* "" when no cgroup2 is mounted */
+    char mount[SBX_CG_NCTL][SBX_BASE_PATH_MAX]; /* hierarchy mount point serving it */
+    char v2_mount[SBX_BASE_PATH_MAX];           /* "" when no cgroup2 is mounted */
     char v2_opts[256];                 /* its super options, e.g. "rw,nsdelegate" */
 } sbx_cg_layout;
 
@@ -71,7 +72,7 @@ typedef struct sbx_cg_op {
     int kind;
     bool optional;       /* failure is tolerated (e.g. memsw without swap accounting) */
     bool exist_ok;       /* MKDIR: an existing dir is fine (the shared <name> parent) */
-    char path[PATH_MAX];
+    char path[SBX_SHORT_PATH_MAX];
     char value[64];      /* for WRITE */
 } sbx_cg_op;
 
@@ -88,7 +89,7 @@ int sbx_cg_plan_create(const sbx_cg_layout *lay, const char *name, const char *i
 #define SBX_CG_MAX_DIRS SBX_CG_NCTL
 typedef struct sbx_cgroup {
     int ndirs;
-    char dir[SBX_CG_MAX_DIRS][PATH_MAX];   /* distinct cgroup dirs of this sandbox */
+    char dir[SBX_CG_MAX_DIRS][SBX_SHORT_PATH_MAX]; /* distinct cgroup dirs of this sandbox */
     int procs_fd[SBX_CG_MAX_DIRS];         /* open cgroup.procs, for joining from the child */
     int dir_of[SBX_CG_NCTL];               /* index into dir[] per controller, -1 if unused */
     int ver[SBX_CG_NCTL];

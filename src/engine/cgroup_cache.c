@@ -87,9 +87,9 @@ static void cache_write(const char *path, const struct sbx_cg_cache *c)
 int sbx_cg_detect_cached(const char *cgroup_fs, const char *cache_path, bool keep_mount, sbx_cg_layout *out,
                          int *favor, sbx_err *err)
 {
-    struct sbx_cg_cache *c = malloc(sizeof(*c));
-    if (!c)
-        return sbx_fail(err, SBX_E_SYSTEM, "out of memory");
+    /* ~3 KiB: on the stack, whose pages earlier calls already touched;
+     * a malloc'd block comes and goes with fresh pages (page faults). */
+    struct sbx_cg_cache cache, *c = &cache;
     int fd = open(cache_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     bool hit = fd >= 0 && read(fd, c, sizeof(*c)) == (ssize_t)sizeof(*c) && cache_valid(cgroup_fs, c) &&
                (keep_mount || c->favor != 1);
@@ -98,14 +98,11 @@ int sbx_cg_detect_cached(const char *cgroup_fs, const char *cache_path, bool kee
     if (hit) {
         *out = c->lay;
         *favor = keep_mount ? 1 : c->favor;
-        free(c);
         return 0;
     }
     memset(c, 0, sizeof(*c));
-    if (sbx_cg_detect(cgroup_fs, &c->lay, err) < 0) {
-        free(c);
+    if (sbx_cg_detect(cgroup_fs, &c->lay, err) < 0)
         return -1;
-    }
     /* Before the identities: it may reconfigure the cgroup2 mount. */
     c->favor = keep_mount ? 1 : sbx_cg_favor_dynmods(&c->lay);
     *out = c->lay;
@@ -116,6 +113,5 @@ int sbx_cg_detect_cached(const char *cgroup_fs, const char *cache_path, bool kee
         memcpy(c->cgroup_fs, cgroup_fs, strlen(cgroup_fs) + 1);
         cache_write(cache_path, c);
     }
-    free(c);
     return 0;
 }

@@ -34,7 +34,7 @@ struct sbx_cg_cache {
     uint32_t magic, size; /* size: this struct's, so a build with another layout never reads it */
     struct sbx_cg_ids ids;
     int favor; /* sbx_cg_favor_dynmods's result; 1: not tried (kept on request) */
-    char cgroup_fs[PATH_MAX];
+    char cgroup_fs[SBX_BASE_PATH_MAX];
     sbx_cg_layout lay;
 };
 

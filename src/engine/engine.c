@@ -22,8 +22,11 @@ static int set_path(char *dst, const char *src, const char *def, const char *wha
     const char *v = src && *src ? src : def;
     if (v[0] != '/')
         return sbx_fail(err, SBX_E_INVALID, "%s '%s' must be an absolute path", what, v);
-    if (sbx_pathf(dst, PATH_MAX, "%s", v) < 0)
-        return sbx_fail(err, SBX_E_INVALID, "%s is too long", what);
+    size_t n = strlen(v);
+    if (n >= SBX_BASE_PATH_MAX)
+        return sbx_fail(err, SBX_E_INVALID, "%s '%.60s...' is too long (%zu bytes; at most %d)", what, v, n,
+                        SBX_BASE_PATH_MAX - 1);
+    memcpy(dst, v, n + 1);
     return 0;
 }
 
@@ -184,14 +187,14 @@ int sbx_engine_open(const sbx_engine_config *cfg, sbx_engine **out, sbx_err *err
                  eng->uid_base, eng->uid_count);
         goto fail;
     }
-    if (sbx_pathf(eng->lock_dir, PATH_MAX, "%s/sandboxes", eng->run_dir) < 0 ||
-        sbx_pathf(eng->stage_dir, PATH_MAX, "%s/root", eng->run_dir) < 0 ||
-        sbx_pathf(eng->layer_dir, PATH_MAX, "%s/layer", eng->run_dir) < 0 ||
-        sbx_pathf(eng->empty_dir, PATH_MAX, "%s/empty", eng->run_dir) < 0 ||
-        sbx_pathf(eng->etc_mask, PATH_MAX, "%s/etc-mask", eng->run_dir) < 0 ||
-        sbx_pathf(eng->gpu_lock_dir, PATH_MAX, "%s/gpus", eng->run_dir) < 0 ||
-        sbx_pathf(eng->netns_dir, PATH_MAX, "%s/netns", eng->run_dir) < 0 ||
-        sbx_pathf(eng->etc_view_dir, PATH_MAX, "%s/etc-view", eng->run_dir) < 0) {
+    if (sbx_pathf(eng->lock_dir, sizeof(eng->lock_dir), "%s/sandboxes", eng->run_dir) < 0 ||
+        sbx_pathf(eng->stage_dir, sizeof(eng->stage_dir), "%s/root", eng->run_dir) < 0 ||
+        sbx_pathf(eng->layer_dir, sizeof(eng->layer_dir), "%s/layer", eng->run_dir) < 0 ||
+        sbx_pathf(eng->empty_dir, sizeof(eng->empty_dir), "%s/empty", eng->run_dir) < 0 ||
+        sbx_pathf(eng->etc_mask, sizeof(eng->etc_mask), "%s/etc-mask", eng->run_dir) < 0 ||
+        sbx_pathf(eng->gpu_lock_dir, sizeof(eng->gpu_lock_dir), "%s/gpus", eng->run_dir) < 0 ||
+        sbx_pathf(eng->netns_dir, sizeof(eng->netns_dir), "%s/netns", eng->run_dir) < 0 ||
+        sbx_pathf(eng->etc_view_dir, sizeof(eng->etc_view_dir), "%s/etc-view", eng->run_dir) < 0) {
         sbx_fail(err, SBX_E_INVALID, "run directory path is too long");
         goto fail;
     }

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 #include "cgroup.h"
 #include "gpu.h"
+#include "util.h"
 #include "sbx/engine.h"
 
 #define SBX_MAX_VOLUMES 64
@@ -17,19 +18,19 @@
 #define SBX_USER_NAME_MAX 32        /* spec->user_name, as useradd allows */
 
 struct sbx_engine {
-    char run_dir[PATH_MAX];   /* /run/sbx */
-    char lock_dir[PATH_MAX];  /* <run_dir>/sandboxes: one flock'd file per live sandbox */
-    char image_dir[PATH_MAX];
-    char stage_dir[PATH_MAX]; /* mount point for assembling a root (per mount ns) */
-    char layer_dir[PATH_MAX]; /* mount point for a layer tmpfs (per mount ns) */
-    char empty_dir[PATH_MAX]; /* empty lower layer for on-disk host-image layers */
-    char etc_mask[PATH_MAX];  /* lower layer over host /etc: hides secrets, adds users */
-    char etc_view_dir[PATH_MAX]; /* <run_dir>/etc-view: the masks' overlays, shared (image.c) */
+    char run_dir[SBX_SHORT_PATH_MAX];   /* /run/sbx */
+    char lock_dir[SBX_SHORT_PATH_MAX];  /* <run_dir>/sandboxes: one flock'd file per live sandbox */
+    char image_dir[SBX_SHORT_PATH_MAX];
+    char stage_dir[SBX_SHORT_PATH_MAX]; /* mount point for assembling a root (per mount ns) */
+    char layer_dir[SBX_SHORT_PATH_MAX]; /* mount point for a layer tmpfs (per mount ns) */
+    char empty_dir[SBX_SHORT_PATH_MAX]; /* empty lower layer for on-disk host-image layers */
+    char etc_mask[SBX_SHORT_PATH_MAX];  /* lower layer over host /etc: hides secrets, adds users */
+    char etc_view_dir[SBX_SHORT_PATH_MAX]; /* <run_dir>/etc-view: the masks' overlays, shared (image.c) */
     char cg_name[64];
-    char cg_fs[PATH_MAX];
-    char gpu_root[PATH_MAX];  /* GPU discovery reads below it ("/") */
-    char gpu_lock_dir[PATH_MAX]; /* <run_dir>/gpus: one flock'd file per GPU in use */
-    char netns_dir[PATH_MAX]; /* <run_dir>/netns: idle network namespaces (netns.c) */
+    char cg_fs[SBX_SHORT_PATH_MAX];
+    char gpu_root[SBX_SHORT_PATH_MAX];  /* GPU discovery reads below it ("/") */
+    char gpu_lock_dir[SBX_SHORT_PATH_MAX]; /* <run_dir>/gpus: one flock'd file per GPU in use */
+    char netns_dir[SBX_SHORT_PATH_MAX]; /* <run_dir>/netns: idle network namespaces (netns.c) */
     int netns_pool;           /* how many it may hold; 0: none */
     uint32_t uid_base, uid_count;
     sbx_cg_layout cg;
@@ -92,19 +93,21 @@ int sbx_layer_attach(int img_fd, const char *mnt);
  * the child runs without allocating (it may be a fork of a threaded server). */
 typedef struct sbx_rootfs_plan {
     int image_kind;
-    char image_dir[PATH_MAX];
-    char etc_mask[PATH_MAX];
-    char stage[PATH_MAX];
-    char layer_mnt[PATH_MAX];
-    char layer_dir[PATH_MAX];  /* "" = tmpfs layer */
+    char etc_mask[SBX_SHORT_PATH_MAX];
+    char stage[SBX_SHORT_PATH_MAX];
+    char layer_mnt[SBX_SHORT_PATH_MAX];
+    char empty_dir[SBX_SHORT_PATH_MAX];
     int layer_img_fd;          /* on-disk layer: its ext4 image, else -1 */
     int etc_view_fd;           /* host image: the shared /etc view's clone, else -1 */
-    char empty_dir[PATH_MAX];
     uint64_t disk_bytes;
     uint32_t uid_base, uid_count;
     char user_home[64];        /* "home/<name>" of the uid-1000 account, relative to the root */
     char hostname[65];
     const sbx_gpu_plan *gpu;   /* NULL: no GPU; else its own mapping, like this plan */
+    /* Paths from users, after the short fields above (the default
+     * launch touches only the first byte of each). */
+    char image_dir[PATH_MAX];
+    char layer_dir[PATH_MAX];  /* "" = tmpfs layer */
     int nvol;
     struct sbx_plan_volume {
         char host[PATH_MAX];
@@ -234,7 +237,7 @@ struct sbx_sandbox {
     pid_t init_pid;
     int ctl_fd;
     int lock_fd;
-    char lock_path[PATH_MAX];
+    char lock_path[SBX_SHORT_PATH_MAX];
     bool has_cg;
     sbx_cgroup cg;
     pthread_mutex_t send_lock; /* one EXEC/SIGNAL message at a time on ctl_fd */

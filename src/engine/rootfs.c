@@ -131,6 +131,8 @@ int sbx_rootfs_plan_volumes(sbx_rootfs_plan *plan, const sbx_volume *v, size_t n
         plan->vol[i].is_dir = S_ISDIR(st.st_mode);
     }
     plan->nvol = (int)n;
+    if (n < 2)
+        return 0;
     /* Parents before children, so a volume inside another lands on top. */
     struct sbx_plan_volume *tmp = malloc(sizeof(*tmp));
     if (!tmp)

@@ -827,10 +827,10 @@ struct reaper {
     int go, pidfd, lock_fd, mntfd;
     bool has_cg;
     sbx_cgroup cg;
-    char lock_path[PATH_MAX];
+    char lock_path[SBX_SHORT_PATH_MAX];
     sbx_netns netns;
     int netns_pool;
-    char netns_dir[PATH_MAX];
+    char netns_dir[SBX_SHORT_PATH_MAX];
 };
 #define REAPER_STACK (64 * 1024)
 

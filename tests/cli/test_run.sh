@@ -66,6 +66,12 @@ SBX_RUN_DIR=$closed/run "$SBX" run -- sh -c 'cat /etc/hostname; ls -d /tmp /home
 check "a run dir under a directory closed to others works" out_is "$(printf 'sbx\n/home/user\n/tmp')"
 SBX_RUN_DIR=$closed/run "$SBX" prune >/dev/null
 rm -rf "$closed"
+# Paths sbx makes under the run dir live in short buffers (util.h): a run
+# dir past their bound is refused up front, naming the bound, not cut.
+long=/tmp/$(printf 'd%.0s' $(seq 300))
+SBX_RUN_DIR=$long "$SBX" run -- true >"$OUT" 2>"$ERR"; RC=$?
+check "a run dir over 255 bytes is refused with exit 125" \
+    bash -c "[ $RC = 125 ] && grep -q 'run directory .* is too long (305 bytes; at most 255)' $ERR && [ ! -e $long ]"
 sbx_run -- sh -c 'touch /usr/sbx-probe 2>&1; touch /etc/sbx-probe 2>&1; echo done'
 check "/usr and /etc are read-only" bash -c "grep -q 'Read-only' $OUT && [ ! -e /usr/sbx-probe ] && [ ! -e /etc/sbx-probe ]"
 sbx_run -- sh -c 'echo x > /tmp/f && cat /tmp/f && echo y > /home/user/g && cat /home/user/g'
