@@ -46,27 +46,31 @@ static int fsop(sbx_sandbox *sb, uint32_t op, const char *a, const char *b, int 
     const char *home, *uname;
     if (sbx_parse_user(sb, user, &uid, &gid, &home, &uname, err) < 0)
         return -1;
-    static _Thread_local struct {
-        struct sbx_msg_fsop m;
-        char paths[2 * PATH_MAX];
-    } req;
     char pa[PATH_MAX], pb[PATH_MAX];
     if (guest_path(a, home, pa, sizeof(pa), err) < 0 || (b && guest_path(b, home, pb, sizeof(pb), err) < 0))
         return -1;
     size_t la = strlen(pa) + 1, lb = b ? strlen(pb) + 1 : 0;
-    memcpy(req.paths, pa, la);
+    size_t len = sizeof(struct sbx_msg_fsop) + la + lb;
+    /* On the heap, not in thread-local storage: a TLS block this size
+     * made every process of the static sbx map and fault in its own. */
+    struct sbx_msg_fsop *req = malloc(len);
+    if (!req)
+        return sbx_fail(err, SBX_E_SYSTEM, "out of memory");
+    *req = (struct sbx_msg_fsop){{SBX_MSG_FSOP, (uint32_t)(len - sizeof(req->h))}, op, uid, gid, oflags, mode,
+                                 fsflags, b ? 2u : 1u};
+    memcpy((char *)(req + 1), pa, la);
     if (b)
-        memcpy(req.paths + la, pb, lb);
-    size_t len = sizeof(req.m) + la + lb;
-    req.m = (struct sbx_msg_fsop){{SBX_MSG_FSOP, (uint32_t)(len - sizeof(req.m.h))}, op, uid, gid, oflags, mode,
-                                  fsflags, b ? 2u : 1u};
+        memcpy((char *)(req + 1) + la, pb, lb);
 
     int chan[2];
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, chan) < 0)
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, chan) < 0) {
+        free(req);
         return sbx_fail_errno(err, errno, "socketpair");
+    }
     pthread_mutex_lock(&sb->send_lock);
-    int sr = sbx_msg_send(sb->ctl_fd, &req, len, &chan[1], 1);
+    int sr = sbx_msg_send(sb->ctl_fd, req, len, &chan[1], 1);
     pthread_mutex_unlock(&sb->send_lock);
+    free(req);
     close(chan[1]);
     if (sr < 0) {
         close(chan[0]);

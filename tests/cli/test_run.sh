@@ -175,6 +175,10 @@ check "run --help documents every flag" bash -c "[ $RC = 0 ] && for f in cpu mem
 
 sbx_run -v "$TMP/vol:/data:ro" -- sh -c 'tr "\0" " " < /proc/1/cmdline'
 check "init's command line does not show host paths" bash -c "! grep -q '$TMP' $OUT && grep -q sbx-init $OUT"
+# Its bounds come from argv[0] and environ[0] (sandbox.c, hide_cmdline);
+# with no environment they are read from /proc/self/stat instead.
+env -i "$SBX" run -v "$TMP/vol:/data:ro" -- /bin/sh -c 'tr "\0" " " < /proc/1/cmdline' >"$OUT" 2>"$ERR"
+check "... nor with an empty environment" bash -c "! grep -q '$TMP' $OUT && grep -q sbx-init $OUT"
 
 # A directory image: its tree is the lower layer of an overlay root.
 mkdir -p "$TMP/img/bin"
