@@ -155,12 +155,22 @@ enum {
     SBX_MSG_FSOP,        /* host -> init: a file operation as a user (channel fd attached) */
     SBX_MSG_FSRES,       /* init's helper -> host (channel): errno, maybe an fd */
     SBX_MSG_CGROUPS,     /* host -> child: lock held (fd), cgroups made and joined */
+    SBX_MSG_PLAN,        /* host -> early child: its rootfs plan, and that plan's fds */
 };
 
 struct sbx_msg_hdr {
     uint32_t type;
     uint32_t len;  /* bytes after the header */
 };
+
+/* PLAN: this, then the plan's bytes up to its last volume; the fds that
+ * flags name are attached, in this order. */
+struct sbx_msg_plan {
+    struct sbx_msg_hdr h;
+    uint32_t flags;
+    uint32_t plan_len;
+};
+enum { SBX_PLAN_ETC_VIEW_FD = 1, SBX_PLAN_LAYER_IMG_FD = 2 };
 
 struct sbx_msg_error {
     struct sbx_msg_hdr h;
@@ -270,9 +280,14 @@ int sbx_parse_user(const sbx_sandbox *sb, const char *user, uint32_t *uid, uint3
 /* sandbox.c: a name usable for the uid-1000 account. */
 bool sbx_valid_user_name(const char *s);
 
-/* Sends one message with optional fds; 0 or -errno. */
+/* Sends one message with optional fds (at most 8); 0 or -errno. */
 int sbx_msg_send(int fd, const void *msg, size_t len, const int *fds, int nfds);
-/* Receives one message into buf (cap bytes); returns length, 0 on EOF, -errno. */
+/* Receives one message into buf (cap bytes); returns length, 0 on EOF, -errno.
+ * Up to *nfds fds (others are closed), close-on-exec; *nfds gets how many. */
 ssize_t sbx_msg_recv(int fd, void *buf, size_t cap, int *fds, int *nfds);
+/* The same, the message gathered from or scattered to several buffers. */
+struct iovec;
+int sbx_msg_sendv(int fd, const struct iovec *iov, int niov, const int *fds, int nfds);
+ssize_t sbx_msg_recvv(int fd, struct iovec *iov, int niov, int *fds, int *nfds);
 
 #endif

@@ -7,14 +7,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-int sbx_msg_send(int fd, const void *msg, size_t len, const int *fds, int nfds)
+int sbx_msg_sendv(int fd, const struct iovec *iov, int niov, const int *fds, int nfds)
 {
-    struct iovec iov = {.iov_base = (void *)msg, .iov_len = len};
+    size_t len = 0;
+    for (int i = 0; i < niov; i++)
+        len += iov[i].iov_len;
     union {
         char buf[CMSG_SPACE(sizeof(int) * 8)];
         struct cmsghdr align;
     } u;
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)niov};
     if (nfds > 8)
         return -EINVAL;
     if (nfds > 0) {
@@ -36,14 +38,20 @@ int sbx_msg_send(int fd, const void *msg, size_t len, const int *fds, int nfds)
     }
 }
 
-ssize_t sbx_msg_recv(int fd, void *buf, size_t cap, int *fds, int *nfds)
+int sbx_msg_send(int fd, const void *msg, size_t len, const int *fds, int nfds)
 {
-    struct iovec iov = {.iov_base = buf, .iov_len = cap};
+    struct iovec iov = {.iov_base = (void *)msg, .iov_len = len};
+    return sbx_msg_sendv(fd, &iov, 1, fds, nfds);
+}
+
+ssize_t sbx_msg_recvv(int fd, struct iovec *iov, int niov, int *fds, int *nfds)
+{
     union {
         char buf[CMSG_SPACE(sizeof(int) * 8)];
         struct cmsghdr align;
     } u;
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)niov, .msg_control = u.buf,
+                        .msg_controllen = sizeof(u.buf)};
     int want = nfds ? *nfds : 0;
     if (nfds)
         *nfds = 0;
@@ -73,4 +81,10 @@ ssize_t sbx_msg_recv(int fd, void *buf, size_t cap, int *fds, int *nfds)
         return -EMSGSIZE;
     }
     return n;
+}
+
+ssize_t sbx_msg_recv(int fd, void *buf, size_t cap, int *fds, int *nfds)
+{
+    struct iovec iov = {.iov_base = buf, .iov_len = cap};
+    return sbx_msg_recvv(fd, &iov, 1, fds, nfds);
 }

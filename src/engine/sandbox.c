@@ -20,6 +20,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,13 +31,15 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 struct child_args {
-    const sbx_rootfs_plan *plan;
+    sbx_rootfs_plan *plan; /* the child's own copy (a private mapping) */
     int ctl;              /* child's end of the control socket */
     bool split;           /* host and child on different CPUs (see the clone) */
+    bool early;           /* cloned before the plan was made: it comes as PLAN */
     cpu_set_t cpus;       /* the host's own mask, to go back to */
     cpu_set_t others;     /* it without the host's CPU */
 };
@@ -63,6 +66,32 @@ static int recv_fds(int ctl, uint32_t want, int *fds, int n)
 static int recv_fd(int ctl, uint32_t want, int *fd)
 {
     return recv_fds(ctl, want, fd, 1);
+}
+
+/* An early child's plan (see spawn_child): into our copy of the plan's
+ * mapping, which the host filled in its own after the clone, with the fds
+ * it names. 0, or -1 (the host gave up on us, or a malformed message). */
+static int recv_plan(int ctl, sbx_rootfs_plan *pl)
+{
+    struct sbx_msg_plan m;
+    struct iovec iov[2] = {{&m, sizeof(m)}, {pl, sizeof(*pl)}};
+    int fds[2], nfd = 2;
+    ssize_t n = sbx_msg_recvv(ctl, iov, 2, fds, &nfd);
+    const size_t head = offsetof(sbx_rootfs_plan, vol);
+    bool ok = n >= (ssize_t)sizeof(m) && m.h.type == SBX_MSG_PLAN && (size_t)n - sizeof(m) == m.plan_len &&
+              m.plan_len >= head && pl->nvol >= 0 && pl->nvol <= SBX_MAX_VOLUMES &&
+              m.plan_len == head + (size_t)pl->nvol * sizeof(pl->vol[0]) &&
+              nfd == !!(m.flags & SBX_PLAN_ETC_VIEW_FD) + !!(m.flags & SBX_PLAN_LAYER_IMG_FD);
+    if (!ok) {
+        for (int i = 0; i < nfd; i++)
+            close(fds[i]);
+        return -1;
+    }
+    int k = 0;
+    pl->etc_view_fd = (m.flags & SBX_PLAN_ETC_VIEW_FD) ? fds[k++] : -1;
+    pl->layer_img_fd = (m.flags & SBX_PLAN_LAYER_IMG_FD) ? fds[k++] : -1;
+    pl->gpu = NULL; /* a GPU sandbox's child is never an early one */
+    return 0;
 }
 
 static int recv_type(int fd, uint32_t want)
@@ -191,7 +220,9 @@ static void __attribute__((noreturn)) child_main(const struct child_args *a)
     hide_cmdline("sbx-init");
     umask(0);
 
-    const sbx_rootfs_plan *pl = a->plan;
+    sbx_rootfs_plan *pl = a->plan;
+    if (a->early && recv_plan(ctl, pl) < 0)
+        _exit(1); /* the host failed before it was ready; it reaps us */
     if (sethostname(pl->hostname, strlen(pl->hostname)) < 0)
         child_error(ctl, "sethostname", errno);
     if ((r = sbx_rootfs_build(pl, &what)) < 0)
@@ -367,7 +398,7 @@ void sbx_sandbox_child_exec(int argc, char **argv)
         fcntl(pl->layer_img_fd, F_SETFD, FD_CLOEXEC);
     if (pl->etc_view_fd >= 0)
         fcntl(pl->etc_view_fd, F_SETFD, FD_CLOEXEC);
-    struct child_args ca = {pl, b.ctl, b.split, b.cpus, b.others};
+    struct child_args ca = {pl, b.ctl, b.split, false, b.cpus, b.others};
     child_main(&ca);
 }
 
@@ -548,6 +579,96 @@ static int make_cgroups(const sbx_engine *eng, sbx_sandbox *sb, const sbx_spec *
     return 0;
 }
 
+/* Makes the control socket and clones the child, as pid 1 of a new pid
+ * namespace (its other namespaces it makes itself, see child_main):
+ * building its root is the longest part of a launch, and the namespaces it
+ * joins later, the lock and the cgroups are made meanwhile. It waits for
+ * them (NETNS) before it drops host root or runs anything of the
+ * sandbox's. Raw clone without CLONE_VM behaves like fork but takes
+ * namespace flags, and runs no atfork handlers (see init.c).
+ *
+ * An early child is cloned before its plan is made, and waits for it
+ * (PLAN): its start on the other CPU (waking an idle vCPU, ~0.05 ms
+ * here) and its namespaces (~0.05 ms) then overlap our making of the
+ * plan instead of following it. */
+static int spawn_child(sbx_engine *eng, sbx_sandbox *sb, sbx_rootfs_plan *pl, bool early, sbx_err *err)
+{
+    int socks[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, socks) < 0)
+        return sbx_fail_errno(err, errno, "socketpair");
+    /* Exec requests carry argv and env: let one be up to 1 MiB. */
+    int big = (int)SBX_MAX_EXEC_MSG + 65536;
+    setsockopt(socks[0], SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof(big));
+    setsockopt(socks[1], SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof(big));
+
+    /* Host and child each have ~0.5 ms of setup to do, in parallel on two
+     * CPUs. Left alone, the scheduler starts the child on our CPU and may
+     * let it preempt us, or leave it queued behind us, either way with the
+     * other CPU idle. So the child goes to another CPU from the start: we
+     * pin ourselves here (the child inherits the pin) and move it before
+     * it runs, or it moves itself first thing if it ran before us. */
+    struct child_args ca = {pl, socks[1], false, early, {{0}}, {{0}}};
+    int here = sched_getcpu();
+    if (here >= 0 && here < CPU_SETSIZE && sbx_pin_here(&ca.cpus)) {
+        ca.others = ca.cpus;
+        CPU_CLR(here, &ca.others);
+        ca.split = true;
+    }
+    /* Born SCHED_BATCH (it inherits our policy for the clone), the child
+     * does not preempt us at the clone, as a new task otherwise often
+     * does: we move it while it is only queued, which needs no stopper
+     * thread on our CPU (~35 us for both of us), and go on with our part
+     * at once. It takes SCHED_OTHER back first thing. (Raw syscalls: musl
+     * has no sched_setscheduler.) */
+    struct sched_param sp0 = {0};
+    bool batch = ca.split && syscall(SYS_sched_setscheduler, 0, SCHED_BATCH, &sp0) == 0;
+    long pid = syscall(SYS_clone, (unsigned long)(CLONE_NEWPID | SIGCHLD), 0UL, NULL, NULL, 0UL);
+    if (pid == 0) {
+        if (batch)
+            syscall(SYS_sched_setscheduler, 0, SCHED_OTHER, &sp0);
+        close(socks[0]);
+        if (eng->init_exe_fd >= 0)
+            child_reexec(&ca, eng->init_exe_fd, eng->init_env);
+        child_main(&ca);
+    }
+    int clone_errno = errno;
+    if (ca.split) {
+        if (pid > 0)
+            sched_setaffinity((pid_t)pid, sizeof(ca.others), &ca.others);
+        /* Only now: our change of policy would let the child preempt us. */
+        if (batch)
+            syscall(SYS_sched_setscheduler, 0, SCHED_OTHER, &sp0);
+        sbx_unpin(&ca.cpus);
+    }
+    close(socks[1]);
+    if (pid < 0) {
+        close(socks[0]);
+        return sbx_fail_errno(err, clone_errno, "clone sandbox");
+    }
+    sb->init_pid = (pid_t)pid;
+    sb->ctl_fd = socks[0];
+    return 0;
+}
+
+/* To an early child: the plan (up to its last volume) and its fds. */
+static int send_plan(sbx_sandbox *sb, const sbx_rootfs_plan *pl, sbx_err *err)
+{
+    size_t len = offsetof(sbx_rootfs_plan, vol) + (size_t)pl->nvol * sizeof(pl->vol[0]);
+    struct sbx_msg_plan m = {{SBX_MSG_PLAN, (uint32_t)(sizeof(m) - sizeof(m.h) + len)}, 0, (uint32_t)len};
+    int fds[2], nfd = 0;
+    if (pl->etc_view_fd >= 0) {
+        m.flags |= SBX_PLAN_ETC_VIEW_FD;
+        fds[nfd++] = pl->etc_view_fd;
+    }
+    if (pl->layer_img_fd >= 0) {
+        m.flags |= SBX_PLAN_LAYER_IMG_FD;
+        fds[nfd++] = pl->layer_img_fd;
+    }
+    struct iovec iov[2] = {{&m, sizeof(m)}, {(void *)pl, len}};
+    int r = sbx_msg_sendv(sb->ctl_fd, iov, 2, fds, nfd);
+    return r < 0 ? sbx_fail_errno(err, -r, "sandbox setup: send the plan") : 0;
+}
+
 int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out, sbx_err *err)
 {
     *out = NULL;
@@ -578,8 +699,14 @@ int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out,
     snprintf(sb->user_name, sizeof(sb->user_name), "%s", spec->user_name ? spec->user_name : "user");
     snprintf(sb->user_home, sizeof(sb->user_home), "/home/%s", sb->user_name);
     pthread_mutex_init(&sb->send_lock, NULL);
-    int socks[2] = {-1, -1};
     struct gpu_setup *gs = NULL;
+
+    /* The child is cloned now, before its plan is made, unless the plan
+     * must be whole at the clone: a GPU sandbox's names a second mapping,
+     * and a server's init is exec'd with a copy of it. */
+    bool early = eng->init_exe_fd < 0 && !(spec->gpu && *spec->gpu);
+    if (early && spawn_child(eng, sb, pl, true, err) < 0)
+        goto fail;
 
     if (spec->id) {
         snprintf(sb->id, sizeof(sb->id), "%s", spec->id);
@@ -628,57 +755,10 @@ int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out,
         pl->gpu = gs->plan;
     }
 
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, socks) < 0) {
-        sbx_fail_errno(err, errno, "socketpair");
+    if (!early && spawn_child(eng, sb, pl, false, err) < 0)
         goto fail;
-    }
-    /* Exec requests carry argv and env: let one be up to 1 MiB. */
-    int big = (int)SBX_MAX_EXEC_MSG + 65536;
-    setsockopt(socks[0], SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof(big));
-    setsockopt(socks[1], SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof(big));
-
-    /* Host and child each have ~0.5 ms of setup to do, in parallel on two
-     * CPUs. Left alone, the scheduler starts the child on our CPU and may
-     * let it preempt us, or leave it queued behind us, either way with the
-     * other CPU idle. So the child goes to another CPU from the start: we
-     * pin ourselves here (the child inherits the pin) and move it before
-     * it runs, or it moves itself first thing if it ran before us. */
-    struct child_args ca = {pl, socks[1], false, {{0}}, {{0}}};
-    int here = sched_getcpu();
-    if (here >= 0 && here < CPU_SETSIZE && sbx_pin_here(&ca.cpus)) {
-        ca.others = ca.cpus;
-        CPU_CLR(here, &ca.others);
-        ca.split = true;
-    }
-    /* The child is cloned first, as pid 1 of a new pid namespace (its
-     * other namespaces it makes itself, see child_main): building its root
-     * is the longest part of a launch, and the namespaces it joins later,
-     * the lock and the cgroups are made meanwhile. It waits for them
-     * (NETNS) before it drops host root or runs anything of the sandbox's.
-     * Raw clone without CLONE_VM behaves like fork but takes namespace
-     * flags, and runs no atfork handlers (see init.c). */
-    long pid = syscall(SYS_clone, (unsigned long)(CLONE_NEWPID | SIGCHLD), 0UL, NULL, NULL, 0UL);
-    if (pid == 0) {
-        close(socks[0]);
-        if (eng->init_exe_fd >= 0)
-            child_reexec(&ca, eng->init_exe_fd, eng->init_env);
-        child_main(&ca);
-    }
-    int clone_errno = errno;
-    if (ca.split) {
-        if (pid > 0)
-            sched_setaffinity((pid_t)pid, sizeof(ca.others), &ca.others);
-        sbx_unpin(&ca.cpus);
-    }
-    close(socks[1]);
-    socks[1] = -1;
-    if (pid < 0) {
-        sbx_fail_errno(err, clone_errno, "clone sandbox");
+    if (early && send_plan(sb, pl, err) < 0)
         goto fail;
-    }
-    sb->init_pid = (pid_t)pid;
-    sb->ctl_fd = socks[0];
-    socks[0] = -1;
 
     /* While the child builds its root: its network namespace (sent at
      * once), the lock, the cgroups (lock first: the sweep relies on that order),
@@ -753,10 +833,6 @@ int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out,
     return 0;
 
 fail:
-    if (socks[0] >= 0)
-        close(socks[0]);
-    if (socks[1] >= 0)
-        close(socks[1]);
     if (pl && pl->layer_img_fd >= 0)
         close(pl->layer_img_fd);
     if (pl && pl->etc_view_fd >= 0)
