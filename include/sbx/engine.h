@@ -74,10 +74,11 @@ int sbx_default_init_exe(char *buf, size_t len, sbx_err *err);
 #define SBX_CHILD_EXEC_ARG "--sbx-sandbox-init"
 void sbx_sandbox_child_exec(int argc, char **argv) __attribute__((noreturn));
 void sbx_engine_close(sbx_engine *eng);
-/* Drops what the engine keeps between sandboxes in run_dir: the idle
- * network namespaces, the shared /etc views (*views gets how many;
- * sandboxes keep their mounts of them, the next ones make new views), and
- * the replaced /etc masks no live sandbox reads.
+/* Drops what the engine keeps between sandboxes: the idle network
+ * namespaces, the shared /etc views (*views gets how many; sandboxes keep
+ * their mounts of them, the next ones make new views), the replaced /etc
+ * masks no live sandbox reads, and the parent cgroups (<mount>/<name>) if
+ * no sandbox is in them.
  * *busy gets the namespaces in use by live sandboxes (they stay). The
  * number of namespaces dropped, or -1 with err set. */
 int sbx_engine_prune(sbx_engine *eng, int *busy, int *views, sbx_err *err);

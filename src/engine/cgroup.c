@@ -652,15 +652,8 @@ int sbx_cg_destroy(sbx_cgroup *cg, sbx_err *err)
                 ret = sbx_fail_errno(err, errno, "cgroup: rmdir %s", cg->dir[d]);
             continue;
         }
-        /* The shared <name> parent goes when this was its last sandbox;
-         * EBUSY/ENOTEMPTY: another sandbox still uses it. */
-        char parent[PATH_MAX];
-        snprintf(parent, sizeof(parent), "%s", cg->dir[d]);
-        char *slash = strrchr(parent, '/');
-        if (slash && slash != parent) {
-            *slash = '\0';
-            rmdir(parent);
-        }
+        /* The shared <name> parent stays for the next sandbox (see
+         * sbx_cg_remove_parents). */
         cg->dir[d][0] = '\0';
     }
     return ret;
@@ -737,9 +730,23 @@ int sbx_cg_sweep(const sbx_cg_layout *lay, const char *name, bool (*is_live)(con
             if (sbx_cg_destroy(&cg, NULL) == 0)
                 removed++;
         }
-        rmdir(parent); /* fails while live sandboxes remain: fine */
     }
     free(ids.v);
+    return removed;
+}
+
+int sbx_cg_remove_parents(const sbx_cg_layout *lay, const char *name)
+{
+    if (!sbx_valid_name(name))
+        return 0;
+    int removed = 0;
+    for (int c = 0; c < SBX_CG_NCTL; c++) {
+        char parent[SBX_SHORT_PATH_MAX];
+        /* Co-mounted controllers share a dir: the second rmdir is ENOENT. */
+        if (lay->ver[c] != SBX_CG_NONE && sbx_pathf(parent, sizeof(parent), "%s/%s", lay->mount[c], name) == 0 &&
+            rmdir(parent) == 0)
+            removed++;
+    }
     return removed;
 }
 

@@ -151,6 +151,7 @@ int sbx_engine_prune(sbx_engine *eng, int *busy, int *views, sbx_err *err)
 {
     *views = sbx_etc_view_drop(eng);
     sbx_etc_masks_gc(eng);
+    sbx_cg_remove_parents(&eng->cg, eng->cg_name);
     int n = sbx_netns_drain(eng->netns_dir, busy);
     if (n < 0)
         return sbx_fail_errno(err, -n, "read %s", eng->netns_dir);

@@ -543,17 +543,18 @@ static int build_host_image(const sbx_rootfs_plan *pl, const char **what)
         char host[64], link[PATH_MAX];
         struct stat st;
         snprintf(host, sizeof(host), "/%s", sysdirs[i]);
-        if (lstat(host, &st) < 0)
-            continue;
+        /* readlink first: on a merged-/usr host most of these are links,
+         * and it says so (or that there is nothing) in one call. */
+        ssize_t n = readlink(host, link, sizeof(link) - 1);
+        if (n < 0 && errno != EINVAL)
+            continue; /* absent (or unreadable, as lstat would be) */
         sbx_pathf(p, sizeof(p), "%s/%s", pl->stage, sysdirs[i]);
-        if (S_ISLNK(st.st_mode)) {
+        if (n >= 0) {
             /* Merged-/usr hosts: /bin -> usr/bin; keep the same links. */
-            ssize_t n = readlink(host, link, sizeof(link) - 1);
-            TRY("readlink host system dir", (int)n);
             link[n] = '\0';
             if (symlink(link, p) < 0 && errno != EEXIST)
                 TRY("symlink system dir", -1);
-        } else if (S_ISDIR(st.st_mode)) {
+        } else if (lstat(host, &st) == 0 && S_ISDIR(st.st_mode)) {
             if (mkdir(p, 0755) < 0 && errno != EEXIST)
                 TRY("mkdir system dir", -1);
             TRY("bind host system dir", bind_tree(host, -1, p, ro));

@@ -71,7 +71,7 @@ static int recv_fd(int ctl, uint32_t want, int *fd)
 /* An early child's plan (see spawn_child): into our copy of the plan's
  * mapping, which the host filled in its own after the clone, with the fds
  * it names. 0, or -1 (the host gave up on us, or a malformed message). */
-static int recv_plan(int ctl, sbx_rootfs_plan *pl)
+static int recv_plan(int ctl, sbx_rootfs_plan *pl, bool *one_shot)
 {
     struct sbx_msg_plan m;
     struct iovec iov[2] = {{&m, sizeof(m)}, {pl, sizeof(*pl)}};
@@ -91,6 +91,7 @@ static int recv_plan(int ctl, sbx_rootfs_plan *pl)
     pl->etc_view_fd = (m.flags & SBX_PLAN_ETC_VIEW_FD) ? fds[k++] : -1;
     pl->layer_img_fd = (m.flags & SBX_PLAN_LAYER_IMG_FD) ? fds[k++] : -1;
     pl->gpu = NULL; /* a GPU sandbox's child is never an early one */
+    *one_shot = (m.flags & SBX_PLAN_ONE_SHOT) != 0;
     return 0;
 }
 
@@ -221,7 +222,8 @@ static void __attribute__((noreturn)) child_main(const struct child_args *a)
     umask(0);
 
     sbx_rootfs_plan *pl = a->plan;
-    if (a->early && recv_plan(ctl, pl) < 0)
+    bool one_shot = false;
+    if (a->early && recv_plan(ctl, pl, &one_shot) < 0)
         _exit(1); /* the host failed before it was ready; it reaps us */
     if (sethostname(pl->hostname, strlen(pl->hostname)) < 0)
         child_error(ctl, "sethostname", errno);
@@ -235,7 +237,8 @@ static void __attribute__((noreturn)) child_main(const struct child_args *a)
     bool gpu = pl->gpu != NULL;
     if (pl->gpu)
         munmap((void *)pl->gpu, sizeof(*pl->gpu));
-    munmap((void *)pl, sizeof(*pl));
+    if (!one_shot)
+        munmap((void *)pl, sizeof(*pl));
 
     /* The network and user namespaces the host made meanwhile (sent as
      * soon as they are made: lo is brought up here if it is not up, while
@@ -651,10 +654,11 @@ static int spawn_child(sbx_engine *eng, sbx_sandbox *sb, sbx_rootfs_plan *pl, bo
 }
 
 /* To an early child: the plan (up to its last volume) and its fds. */
-static int send_plan(sbx_sandbox *sb, const sbx_rootfs_plan *pl, sbx_err *err)
+static int send_plan(sbx_sandbox *sb, const sbx_rootfs_plan *pl, bool one_shot, sbx_err *err)
 {
     size_t len = offsetof(sbx_rootfs_plan, vol) + (size_t)pl->nvol * sizeof(pl->vol[0]);
-    struct sbx_msg_plan m = {{SBX_MSG_PLAN, (uint32_t)(sizeof(m) - sizeof(m.h) + len)}, 0, (uint32_t)len};
+    struct sbx_msg_plan m = {{SBX_MSG_PLAN, (uint32_t)(sizeof(m) - sizeof(m.h) + len)},
+                             one_shot ? SBX_PLAN_ONE_SHOT : 0u, (uint32_t)len};
     int fds[2], nfd = 0;
     if (pl->etc_view_fd >= 0) {
         m.flags |= SBX_PLAN_ETC_VIEW_FD;
@@ -757,7 +761,7 @@ int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out,
 
     if (!early && spawn_child(eng, sb, pl, false, err) < 0)
         goto fail;
-    if (early && send_plan(sb, pl, err) < 0)
+    if (early && send_plan(sb, pl, spec->one_shot, err) < 0)
         goto fail;
 
     /* While the child builds its root: its network namespace (sent at

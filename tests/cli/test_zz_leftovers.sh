@@ -2,8 +2,11 @@
 . "$(dirname "$0")/lib.sh"
 RC=0
 : >"$OUT"; : >"$ERR"
-# The idle network namespaces that sandboxes hand on are kept on purpose
-# (src/engine/netns.c); dropped first, nothing else may remain.
+# The idle network namespaces that sandboxes hand on, and the parent
+# cgroups of all sandboxes, are kept on purpose (src/engine/netns.c,
+# cgroup.h); dropped first, nothing else may remain.
+"$SBX" run -- true
+check "the sandboxes' parent cgroup stays after its last sandbox" bash -c 'ls -d /sys/fs/cgroup/*/sbx /sys/fs/cgroup/sbx 2>/dev/null | grep -q .'
 "$SBX" prune >"$OUT" 2>"$ERR"
 check "sbx prune drops the pooled network namespaces" bash -c "grep -q '^dropped' $OUT && ! grep -q 'in use' $OUT"
 check "no sbx cgroup remains" bash -c '! ls -d /sys/fs/cgroup/*/sbx/* /sys/fs/cgroup/sbx/* 2>/dev/null | grep -q .'
