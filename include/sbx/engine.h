@@ -136,6 +136,12 @@ int sbx_gpu_spec_check(const char *gpu, sbx_err *err);
 typedef struct sbx_sandbox sbx_sandbox;
 
 int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out, sbx_err *err);
+/* sbx_engine_open, then sbx_sandbox_create of spec, as one call: for a
+ * throwaway sandbox on the host image, its first process is cloned before
+ * the engine opens and builds the base of its root meanwhile (`sbx run`:
+ * ~0.1 ms sooner). On failure both are NULL and err says why. */
+int sbx_engine_open_run(const sbx_engine_config *cfg, const sbx_spec *spec, sbx_engine **eng,
+                        sbx_sandbox **sb, sbx_err *err);
 const char *sbx_sandbox_id(const sbx_sandbox *sb);
 pid_t sbx_sandbox_pid(const sbx_sandbox *sb); /* host pid of the sandbox init */
 /* Kills every process of the sandbox, removes its cgroups and layer (a

@@ -16,4 +16,6 @@ int cmd_prune(int argc, char **argv);
 
 /* Engine configuration from SBX_* environment variables. */
 int cli_engine_open(sbx_engine **eng, sbx_err *err);
+/* The engine configuration from the environment (SBX_*). */
+int cli_engine_config(sbx_engine_config *cfg, sbx_err *err);
 #endif

@@ -29,7 +29,7 @@ static void usage(FILE *f)
                "  version  print the version\n");
 }
 
-int cli_engine_open(sbx_engine **eng, sbx_err *err)
+int cli_engine_config(sbx_engine_config *out, sbx_err *err)
 {
     sbx_engine_config cfg = {
         .run_dir = getenv("SBX_RUN_DIR"),
@@ -50,6 +50,16 @@ int cli_engine_open(sbx_engine **eng, sbx_err *err)
         }
         cfg.uid_base = (uint32_t)v;
     }
+    *out = cfg;
+    return 0;
+}
+
+int cli_engine_open(sbx_engine **eng, sbx_err *err)
+{
+    sbx_engine_config cfg;
+    *eng = NULL;
+    if (cli_engine_config(&cfg, err) < 0)
+        return -1;
     return sbx_engine_open(&cfg, eng, err);
 }
 

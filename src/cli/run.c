@@ -196,7 +196,8 @@ int cmd_run(int argc, char **argv)
     sbx_engine *eng = NULL;
     sbx_sandbox *sb = NULL;
     sbx_err err = {0};
-    if (cli_engine_open(&eng, &err) < 0 || sbx_sandbox_create(eng, &spec, &sb, &err) < 0) {
+    sbx_engine_config cfg;
+    if (cli_engine_config(&cfg, &err) < 0 || sbx_engine_open_run(&cfg, &spec, &eng, &sb, &err) < 0) {
         fprintf(stderr, "sbx: %s\n", err.msg);
         sbx_engine_close(eng);
         return SBX_EXIT_OWN_ERROR;

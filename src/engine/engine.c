@@ -158,11 +158,8 @@ int sbx_engine_prune(sbx_engine *eng, int *busy, int *views, sbx_err *err)
     return n;
 }
 
-int sbx_engine_open(const sbx_engine_config *cfg, sbx_engine **out, sbx_err *err)
+int sbx_engine_alloc(const sbx_engine_config *cfg, sbx_engine **out, sbx_err *err)
 {
-    static const sbx_engine_config none;
-    if (!cfg)
-        cfg = &none;
     *out = NULL;
     sbx_engine *eng = calloc(1, sizeof(*eng));
     if (!eng)
@@ -201,29 +198,45 @@ int sbx_engine_open(const sbx_engine_config *cfg, sbx_engine **out, sbx_err *err
     }
     if (netns_pool_size(cfg->netns_pool, &eng->netns_pool, err) < 0)
         goto fail;
-    const char *dirs[] = {eng->run_dir, eng->lock_dir, eng->stage_dir, eng->layer_dir, eng->empty_dir};
-    for (size_t i = 0; i < SBX_ARRAY_LEN(dirs); i++) {
-        int r = sbx_mkdir_p(dirs[i], 0711);
-        if (r < 0) {
-            sbx_fail_errno(err, -r, "create %s", dirs[i]);
-            goto fail;
-        }
-    }
     if (cfg->init_exe && open_init_exe(eng, cfg->init_exe, err) < 0)
         goto fail;
-    char cache[PATH_MAX];
-    if (sbx_pathf(cache, sizeof(cache), "%s/cgroup-layout", eng->run_dir) < 0) {
-        sbx_fail(err, SBX_E_INVALID, "run directory path is too long");
-        goto fail;
-    }
-    if (sbx_cg_detect_cached(eng->cg_fs, cache, cfg->keep_cgroup_mount, &eng->cg, &eng->favor_dynmods, err) < 0)
-        goto fail;
-    sweep(eng);
     *out = eng;
     return 0;
 fail:
     sbx_engine_close(eng);
     return -1;
+}
+
+int sbx_engine_start(sbx_engine *eng, const sbx_engine_config *cfg, sbx_err *err)
+{
+    const char *dirs[] = {eng->run_dir, eng->lock_dir, eng->stage_dir, eng->layer_dir, eng->empty_dir};
+    for (size_t i = 0; i < SBX_ARRAY_LEN(dirs); i++) {
+        int r = sbx_mkdir_p(dirs[i], 0711);
+        if (r < 0)
+            return sbx_fail_errno(err, -r, "create %s", dirs[i]);
+    }
+    char cache[PATH_MAX];
+    if (sbx_pathf(cache, sizeof(cache), "%s/cgroup-layout", eng->run_dir) < 0)
+        return sbx_fail(err, SBX_E_INVALID, "run directory path is too long");
+    if (sbx_cg_detect_cached(eng->cg_fs, cache, cfg->keep_cgroup_mount, &eng->cg, &eng->favor_dynmods, err) < 0)
+        return -1;
+    sweep(eng);
+    return 0;
+}
+
+int sbx_engine_open(const sbx_engine_config *cfg, sbx_engine **out, sbx_err *err)
+{
+    static const sbx_engine_config none;
+    if (!cfg)
+        cfg = &none;
+    if (sbx_engine_alloc(cfg, out, err) < 0)
+        return -1;
+    if (sbx_engine_start(*out, cfg, err) < 0) {
+        sbx_engine_close(*out);
+        *out = NULL;
+        return -1;
+    }
+    return 0;
 }
 
 void sbx_engine_close(sbx_engine *eng)

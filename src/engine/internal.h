@@ -40,6 +40,12 @@ struct sbx_engine {
     char init_env_buf[2048];
 };
 
+/* ---- engine.c: sbx_engine_open in two steps ---- */
+/* The engine from its configuration alone (checked; nothing made yet). */
+int sbx_engine_alloc(const sbx_engine_config *cfg, sbx_engine **out, sbx_err *err);
+/* Then: the run dir, the cgroup layout, the sweep of leftovers. */
+int sbx_engine_start(sbx_engine *eng, const sbx_engine_config *cfg, sbx_err *err);
+
 /* ---- image.c ---- */
 enum { SBX_IMAGE_HOST = 1, SBX_IMAGE_DIR = 2 };
 /* Resolves spec->image into a kind and (for SBX_IMAGE_DIR) a directory. */
@@ -120,9 +126,14 @@ typedef struct sbx_rootfs_plan {
 /* Checks volumes and fills plan->vol (sorted parents first). */
 int sbx_rootfs_plan_volumes(sbx_rootfs_plan *plan, const sbx_volume *v, size_t n, sbx_err *err);
 /* Child side, in the new mount+pid namespaces, still host root: builds the
- * root at plan->stage. On failure returns -errno and names the step in
- * *what. Allocates nothing. */
-int sbx_rootfs_build(const sbx_rootfs_plan *plan, const char **what);
+ * root at plan->stage (the rest of it, if base_built). On failure returns
+ * -errno and names the step in *what. Allocates nothing. */
+int sbx_rootfs_build(const sbx_rootfs_plan *plan, bool base_built, const char **what);
+/* A throwaway root on the host image only (the image kind, the stage, the
+ * owner, the size and the user's home of the plan): what needs nothing of
+ * the image, so a child cloned before its plan can build it meanwhile:
+ * the root tmpfs, its skeleton, /dev and /proc. */
+int sbx_rootfs_build_base(const sbx_rootfs_plan *plan, const char **what);
 /* Then: pivots into it (the old root stays stacked on the new one). */
 int sbx_rootfs_enter(const sbx_rootfs_plan *plan, const char **what);
 /* Then: starts the detach of the old root in a helper task; its pid, 0 if

@@ -633,23 +633,19 @@ static int build_root(const sbx_rootfs_plan *pl, const char **what)
     return 0;
 }
 
-int sbx_rootfs_build(const sbx_rootfs_plan *pl, const char **what)
+/* A throwaway root on the host image: a tmpfs of its own, built in the
+ * order of sbx_rootfs_build_base, then the image. */
+static bool fresh_root(const sbx_rootfs_plan *pl)
+{
+    return pl->image_kind == SBX_IMAGE_HOST && pl->layer_img_fd < 0;
+}
+
+/* The skeleton dirs, /dev and /proc of the new root. */
+static int build_skeleton(const sbx_rootfs_plan *pl, bool fresh, const char **what)
 {
     char p[PATH_MAX];
     uint32_t base = pl->uid_base;
-
-    /* Nothing we mount from here on may propagate back to the host. */
-    TRY("make mounts private", mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
-    int r = build_root(pl, what);
-    if (r < 0)
-        return r;
-    sbx_pathf(p, sizeof(p), "%s", pl->stage);
-    /* A tmpfs root was mounted owned by root inside (uid=, gid=). */
-    if (!(pl->image_kind == SBX_IMAGE_HOST && pl->layer_img_fd < 0))
-        TRY("chown root", chown(p, base, base));
-    if (pl->image_kind == SBX_IMAGE_HOST && (r = build_host_image(pl, what)) < 0)
-        return r;
-
+    int r;
     const struct { const char *path; mode_t mode; uint32_t owner; } dirs[] = {
         {"tmp", 01777, 0}, {"home", 0755, 0}, {pl->user_home, 0755, SBX_USER_UID}, {"root", 0700, 0},
         {"run", 0755, 0}, {"var", 0755, 0}, {"var/tmp", 01777, 0}, {"mnt", 0755, 0},
@@ -658,7 +654,6 @@ int sbx_rootfs_build(const sbx_rootfs_plan *pl, const char **what)
      * root inside (fsuid), one syscall instead of lstat, mkdir, chown.
      * Safe: a non-zero fsuid only lowers privilege (the file capabilities
      * are dropped until fsuid 0 is set back, right after). */
-    bool fresh = pl->image_kind == SBX_IMAGE_HOST && pl->layer_img_fd < 0;
     /* Relative to the root itself: the run dir's parents may be closed
      * to the unprivileged fsuid (a run dir under /root, say). */
     int stage_fd = -1;
@@ -694,7 +689,48 @@ int sbx_rootfs_build(const sbx_rootfs_plan *pl, const char **what)
     }
     if ((r = build_dev(pl->stage, base, !fresh, what)) < 0)
         return r;
-    if ((r = build_proc(pl->stage, what)) < 0)
+    return build_proc(pl->stage, what);
+}
+
+int sbx_rootfs_build_base(const sbx_rootfs_plan *pl, const char **what)
+{
+    if (!fresh_root(pl)) {
+        *what = "build the base of a root that is not a fresh tmpfs";
+        return -EINVAL;
+    }
+    /* Nothing we mount from here on may propagate back to the host. */
+    TRY("make mounts private", mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
+    /* The engine makes the stage dir too, maybe not yet (first launch). */
+    int r = sbx_mkdir_p(pl->stage, 0711);
+    if (r < 0) {
+        *what = "create the stage dir";
+        return r;
+    }
+    if ((r = build_root(pl, what)) < 0)
+        return r;
+    return build_skeleton(pl, true, what);
+}
+
+int sbx_rootfs_build(const sbx_rootfs_plan *pl, bool base_built, const char **what)
+{
+    char p[PATH_MAX];
+    uint32_t base = pl->uid_base;
+    int r;
+    bool fresh = fresh_root(pl);
+    if (fresh && !base_built && (r = sbx_rootfs_build_base(pl, what)) < 0)
+        return r;
+    if (!fresh) {
+        /* Nothing we mount from here on may propagate back to the host. */
+        TRY("make mounts private", mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
+        if ((r = build_root(pl, what)) < 0)
+            return r;
+        /* A tmpfs root was mounted owned by root inside (uid=, gid=). */
+        sbx_pathf(p, sizeof(p), "%s", pl->stage);
+        TRY("chown root", chown(p, base, base));
+    }
+    if (pl->image_kind == SBX_IMAGE_HOST && (r = build_host_image(pl, what)) < 0)
+        return r;
+    if (!fresh && (r = build_skeleton(pl, false, what)) < 0)
         return r;
     if (pl->gpu && (r = build_gpu(pl, what)) < 0)
         return r;

@@ -40,6 +40,7 @@ struct child_args {
     int ctl;              /* child's end of the control socket */
     bool split;           /* host and child on different CPUs (see the clone) */
     bool early;           /* cloned before the plan was made: it comes as PLAN */
+    bool base;            /* early, and builds the root's base before that */
     cpu_set_t cpus;       /* the host's own mask, to go back to */
     cpu_set_t others;     /* it without the host's CPU */
 };
@@ -223,11 +224,16 @@ static void __attribute__((noreturn)) child_main(const struct child_args *a)
 
     sbx_rootfs_plan *pl = a->plan;
     bool one_shot = false;
+    /* Cloned before the engine opened: what of the root needs no plan is
+     * built while the host makes the plan (the parts of it filled in
+     * before the clone say what that is). */
+    if (a->base && (r = sbx_rootfs_build_base(pl, &what)) < 0)
+        child_error(ctl, what, -r);
     if (a->early && recv_plan(ctl, pl, &one_shot) < 0)
         _exit(1); /* the host failed before it was ready; it reaps us */
     if (sethostname(pl->hostname, strlen(pl->hostname)) < 0)
         child_error(ctl, "sethostname", errno);
-    if ((r = sbx_rootfs_build(pl, &what)) < 0)
+    if ((r = sbx_rootfs_build(pl, a->base, &what)) < 0)
         child_error(ctl, what, -r);
     if ((r = sbx_rootfs_enter(pl, &what)) < 0)
         child_error(ctl, what, -r);
@@ -401,7 +407,7 @@ void sbx_sandbox_child_exec(int argc, char **argv)
         fcntl(pl->layer_img_fd, F_SETFD, FD_CLOEXEC);
     if (pl->etc_view_fd >= 0)
         fcntl(pl->etc_view_fd, F_SETFD, FD_CLOEXEC);
-    struct child_args ca = {pl, b.ctl, b.split, false, b.cpus, b.others};
+    struct child_args ca = {pl, b.ctl, b.split, false, false, b.cpus, b.others};
     child_main(&ca);
 }
 
@@ -594,7 +600,8 @@ static int make_cgroups(const sbx_engine *eng, sbx_sandbox *sb, const sbx_spec *
  * (PLAN): its start on the other CPU (waking an idle vCPU, ~0.05 ms
  * here) and its namespaces (~0.05 ms) then overlap our making of the
  * plan instead of following it. */
-static int spawn_child(sbx_engine *eng, sbx_sandbox *sb, sbx_rootfs_plan *pl, bool early, sbx_err *err)
+static int spawn(sbx_engine *eng, sbx_rootfs_plan *pl, bool early, bool base, pid_t *pid_out, int *ctl_out,
+                 sbx_err *err)
 {
     int socks[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, socks) < 0)
@@ -610,7 +617,7 @@ static int spawn_child(sbx_engine *eng, sbx_sandbox *sb, sbx_rootfs_plan *pl, bo
      * other CPU idle. So the child goes to another CPU from the start: we
      * pin ourselves here (the child inherits the pin) and move it before
      * it runs, or it moves itself first thing if it ran before us. */
-    struct child_args ca = {pl, socks[1], false, early, {{0}}, {{0}}};
+    struct child_args ca = {pl, socks[1], false, early, base, {{0}}, {{0}}};
     int here = sched_getcpu();
     if (here >= 0 && here < CPU_SETSIZE && sbx_pin_here(&ca.cpus)) {
         ca.others = ca.cpus;
@@ -648,9 +655,33 @@ static int spawn_child(sbx_engine *eng, sbx_sandbox *sb, sbx_rootfs_plan *pl, bo
         close(socks[0]);
         return sbx_fail_errno(err, clone_errno, "clone sandbox");
     }
-    sb->init_pid = (pid_t)pid;
-    sb->ctl_fd = socks[0];
+    *pid_out = (pid_t)pid;
+    *ctl_out = socks[0];
     return 0;
+}
+
+static int spawn_child(sbx_engine *eng, sbx_sandbox *sb, sbx_rootfs_plan *pl, bool early, sbx_err *err)
+{
+    return spawn(eng, pl, early, false, &sb->init_pid, &sb->ctl_fd, err);
+}
+
+/* A child cloned before the engine opened (sbx_engine_open_run), with
+ * its plan mapping; create adopts it. */
+struct prespawn {
+    pid_t pid;
+    int ctl;
+    sbx_rootfs_plan *plan;
+};
+
+static void prespawn_drop(struct prespawn *pre)
+{
+    if (!pre)
+        return;
+    kill(pre->pid, SIGKILL);
+    while (waitpid(pre->pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+    close(pre->ctl);
+    munmap(pre->plan, sizeof(*pre->plan));
 }
 
 /* To an early child: the plan (up to its last volume) and its fds. */
@@ -673,15 +704,20 @@ static int send_plan(sbx_sandbox *sb, const sbx_rootfs_plan *pl, bool one_shot, 
     return r < 0 ? sbx_fail_errno(err, -r, "sandbox setup: send the plan") : 0;
 }
 
-int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out, sbx_err *err)
+/* sbx_sandbox_create, adopting pre's child if not NULL (it owns pre's
+ * child, plan and socket from here, on failure too). */
+static int create(sbx_engine *eng, const sbx_spec *spec, struct prespawn *pre, sbx_sandbox **out, sbx_err *err)
 {
     *out = NULL;
-    if (check_spec(eng, spec, err) < 0)
+    if (check_spec(eng, spec, err) < 0) {
+        prespawn_drop(pre);
         return -1;
+    }
     sbx_sandbox *sb = calloc(1, sizeof(*sb));
     /* The plan gets its own mapping: the child drops its copy once the
      * root is built, so a live sandbox's init keeps none of it. */
-    sbx_rootfs_plan *pl = mmap(NULL, sizeof(*pl), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    sbx_rootfs_plan *pl =
+        pre ? pre->plan : mmap(NULL, sizeof(*pl), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (pl == MAP_FAILED) {
         pl = NULL;
     } else {
@@ -690,7 +726,9 @@ int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out,
     }
     if (!sb || !pl) {
         free(sb);
-        if (pl)
+        if (pre)
+            prespawn_drop(pre);
+        else if (pl)
             munmap(pl, sizeof(*pl));
         return sbx_fail(err, SBX_E_SYSTEM, "out of memory");
     }
@@ -708,9 +746,13 @@ int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out,
     /* The child is cloned now, before its plan is made, unless the plan
      * must be whole at the clone: a GPU sandbox's names a second mapping,
      * and a server's init is exec'd with a copy of it. */
-    bool early = eng->init_exe_fd < 0 && !(spec->gpu && *spec->gpu);
-    if (early && spawn_child(eng, sb, pl, true, err) < 0)
+    bool early = pre || (eng->init_exe_fd < 0 && !(spec->gpu && *spec->gpu));
+    if (pre) {
+        sb->init_pid = pre->pid;
+        sb->ctl_fd = pre->ctl;
+    } else if (early && spawn_child(eng, sb, pl, true, err) < 0) {
         goto fail;
+    }
 
     if (spec->id) {
         snprintf(sb->id, sizeof(sb->id), "%s", spec->id);
@@ -846,6 +888,62 @@ fail:
     gpu_setup_free(gs);
     sbx_sandbox_destroy(sb);
     return -1;
+}
+
+int sbx_sandbox_create(sbx_engine *eng, const sbx_spec *spec, sbx_sandbox **out, sbx_err *err)
+{
+    return create(eng, spec, NULL, out, err);
+}
+
+int sbx_engine_open_run(const sbx_engine_config *cfg, const sbx_spec *spec, sbx_engine **eng_out,
+                        sbx_sandbox **sb_out, sbx_err *err)
+{
+    static const sbx_engine_config none;
+    if (!cfg)
+        cfg = &none;
+    *eng_out = NULL;
+    *sb_out = NULL;
+    sbx_engine *eng;
+    if (sbx_engine_alloc(cfg, &eng, err) < 0)
+        return -1;
+    /* A throwaway root on the host image: its base needs only what the
+     * configuration and the spec say (checked here as far as the base
+     * uses it; create checks the whole spec and drops the child if it
+     * must). Anything else is cloned by create, as usual. */
+    struct prespawn pre = {-1, -1, NULL}, *pp = NULL;
+    bool host_image = !spec->image || !*spec->image || strcmp(spec->image, "host") == 0;
+    const char *user = spec->user_name ? spec->user_name : "user";
+    if (eng->init_exe_fd < 0 && host_image && !spec->layer_dir && !(spec->gpu && *spec->gpu) &&
+        sbx_valid_user_name(user) && spec->disk_mib <= (1u << 24)) {
+        sbx_rootfs_plan *pl = mmap(NULL, sizeof(*pl), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (pl != MAP_FAILED) {
+            pl->image_kind = SBX_IMAGE_HOST;
+            pl->layer_img_fd = pl->etc_view_fd = -1;
+            snprintf(pl->stage, sizeof(pl->stage), "%s", eng->stage_dir);
+            pl->uid_base = eng->uid_base;
+            pl->uid_count = eng->uid_count;
+            pl->disk_bytes = (spec->disk_mib ? spec->disk_mib : SBX_DEFAULT_DISK_MIB) << 20;
+            snprintf(pl->user_home, sizeof(pl->user_home), "home/%s", user);
+            sbx_err ignored = {0};
+            if (spawn(eng, pl, true, true, &pre.pid, &pre.ctl, &ignored) == 0) {
+                pre.plan = pl;
+                pp = &pre;
+            } else {
+                munmap(pl, sizeof(*pl));
+            }
+        }
+    }
+    if (sbx_engine_start(eng, cfg, err) < 0) {
+        prespawn_drop(pp);
+        sbx_engine_close(eng);
+        return -1;
+    }
+    if (create(eng, spec, pp, sb_out, err) < 0) {
+        sbx_engine_close(eng);
+        return -1;
+    }
+    *eng_out = eng;
+    return 0;
 }
 
 int sbx_setup_failed(sbx_sandbox *sb, sbx_err *err)
