@@ -78,7 +78,7 @@ lines += ["", "CPU time per launch, all CPUs together (bench/cpu.py: /proc/stat 
           "| command | CPU ms per launch | wall ms per launch | CPU ratio to bwrap |", "|---|---|---|---|"]
 lines += ["| %s | %.2f | %.2f | %.2f |" % (c["name"], c["cpu_ms"], c["wall_ms"], c["cpu_ms"] / ref) for c in cpu]
 lines += ["", "A command in a pre-created (live) sandbox, through the engine API: /bin/true %.2f ms, python3 -c pass %.2f ms (medians)." % (float(mem["exec_true_ms"]), float(mem["exec_python_ms"]))]
-lines += ["", "Idle memory per live sandbox (%s sandboxes): %.0f KiB of host memory each (the drop in free memory, kernel objects included; it varies by tens of KiB between runs), and the init process's PSS is %.0f KiB (pages it shares with its creator count in part, though they were there before)." % (mem["sandboxes"], float(mem["host_kib_per_sandbox"]), float(mem["init_pss_kib"]))]
+lines += ["", "Idle memory per live sandbox (%s sandboxes): %.0f KiB of host memory each (the drop in free memory, kernel objects included: the median of 5 rounds, as free memory also moves on its own in this VM), and the init process's PSS is %.0f KiB (pages it shares with its creator count in part, though they were there before)." % (mem["sandboxes"], float(mem["host_kib_per_sandbox"]), float(mem["init_pss_kib"]))]
 table = "\n".join(lines)
 open(os.path.join(out, "table.md"), "w").write(table + "\n")
 print(table)
