@@ -628,10 +628,13 @@ static int spawn(sbx_engine *eng, sbx_rootfs_plan *pl, bool early, bool base, pi
      * does not preempt us at the clone, as a new task otherwise often
      * does: we move it while it is only queued, which needs no stopper
      * thread on our CPU (~35 us for both of us), and go on with our part
-     * at once. It takes SCHED_OTHER back first thing. (Raw syscalls: musl
-     * has no sched_setscheduler.) */
+     * at once. It takes SCHED_OTHER back first thing. Only from
+     * SCHED_OTHER: a creator run with another policy (chrt) keeps it, and
+     * its sandboxes inherit it. (Raw syscalls: musl has no
+     * sched_setscheduler.) */
     struct sched_param sp0 = {0};
-    bool batch = ca.split && syscall(SYS_sched_setscheduler, 0, SCHED_BATCH, &sp0) == 0;
+    bool batch = ca.split && syscall(SYS_sched_getscheduler, 0) == SCHED_OTHER &&
+                 syscall(SYS_sched_setscheduler, 0, SCHED_BATCH, &sp0) == 0;
     long pid = syscall(SYS_clone, (unsigned long)(CLONE_NEWPID | SIGCHLD), 0UL, NULL, NULL, 0UL);
     if (pid == 0) {
         if (batch)
@@ -715,7 +718,8 @@ static int create(sbx_engine *eng, const sbx_spec *spec, struct prespawn *pre, s
     }
     sbx_sandbox *sb = calloc(1, sizeof(*sb));
     /* The plan gets its own mapping: the child drops its copy once the
-     * root is built, so a live sandbox's init keeps none of it. */
+     * root is built, so a live sandbox's init keeps none of it (a one-shot
+     * sandbox's init, which ends with its command, does not bother). */
     sbx_rootfs_plan *pl =
         pre ? pre->plan : mmap(NULL, sizeof(*pl), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (pl == MAP_FAILED) {

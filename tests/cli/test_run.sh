@@ -94,6 +94,14 @@ sbx_run --user root -- sh -c 'grep -E "^Cap(Inh|Prm|Eff|Bnd|Amb)" /proc/self/sta
 check "capabilities are empty (root)" out_is 0000000000000000
 sbx_run -- sh -c 'grep -E "^(NoNewPrivs|Seccomp):" /proc/self/status | cut -f2 | tr "\n" " "'
 check "no_new_privs and seccomp filter are on" out_is "1 2 "
+# sbx moves its first process with a passing change of policy (sandbox.c,
+# spawn): the command still gets the creator's scheduling policy.
+sbx_run -- sh -c 'grep -E "^policy" /proc/self/sched | tr -dc 0-9'
+check "the command runs with the creator's policy (SCHED_OTHER)" out_is 0
+chrt -b 0 "$SBX" run -- sh -c 'grep -E "^policy" /proc/self/sched | tr -dc 0-9' >"$OUT" 2>"$ERR"
+check "... and under chrt --batch, SCHED_BATCH" out_is 3
+chrt -i 0 "$SBX" run -- sh -c 'grep -E "^policy" /proc/self/sched | tr -dc 0-9' >"$OUT" 2>"$ERR"
+check "... and under chrt --idle, SCHED_IDLE" out_is 5
 sbx_run --user root -- cat /proc/self/uid_map
 check "root inside maps to an unprivileged host uid" bash -c "read a b c < $OUT; [ \$a = 0 ] && [ \$b -ge 65536 ]"
 
