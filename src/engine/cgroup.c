@@ -740,13 +740,23 @@ int sbx_cg_remove_parents(const sbx_cg_layout *lay, const char *name)
     if (!sbx_valid_name(name))
         return 0;
     int removed = 0;
+    uint64_t deadline = sbx_now_usec() + 1000000;
+    name_list kids = {0};
     for (int c = 0; c < SBX_CG_NCTL; c++) {
         char parent[SBX_SHORT_PATH_MAX];
-        /* Co-mounted controllers share a dir: the second rmdir is ENOENT. */
-        if (lay->ver[c] != SBX_CG_NONE && sbx_pathf(parent, sizeof(parent), "%s/%s", lay->mount[c], name) == 0 &&
-            rmdir(parent) == 0)
+        if (lay->ver[c] == SBX_CG_NONE || sbx_pathf(parent, sizeof(parent), "%s/%s", lay->mount[c], name) < 0)
+            continue;
+        /* Co-mounted controllers share a dir: the second rmdir is ENOENT.
+         * EBUSY with no sandbox dir left in it: a sandbox's cgroup just
+         * removed is still being freed (v1, as in sbx_cg_destroy). */
+        int r;
+        while ((r = rmdir(parent)) < 0 && errno == EBUSY && sbx_now_usec() < deadline &&
+               list_subdirs(parent, &kids) == 0 && kids.n == 0)
+            sleep_ms(2);
+        if (r == 0)
             removed++;
     }
+    free(kids.v);
     return removed;
 }
 

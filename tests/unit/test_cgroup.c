@@ -581,23 +581,15 @@ static void test_real(void)
         kept |= lay.ver[c] != SBX_CG_NONE && exists(p);
     }
     T_OK(kept, "real: the parent %s stays after its last sandbox", name);
-    /* v1 says EBUSY for a moment after a child's rmdir (its last tasks
-     * are still being freed): prune runs later; here, retry. */
-    bool gone = false;
-    for (int i = 0; i < 500 && !gone; i++) {
-        sbx_cg_remove_parents(&lay, name);
-        gone = true;
-        for (int c = 0; c < SBX_CG_NCTL; c++) {
-            char p[PATH_MAX];
-            sbx_pathf(p, sizeof(p), "%s/%s", lay.mount[c], name);
-            if (lay.ver[c] != SBX_CG_NONE && exists(p)) {
-                if (i == 499)
-                    printf("#   left behind: %s\n", p);
-                gone = false;
-            }
+    sbx_cg_remove_parents(&lay, name);
+    bool gone = true;
+    for (int c = 0; c < SBX_CG_NCTL; c++) {
+        char p[PATH_MAX];
+        sbx_pathf(p, sizeof(p), "%s/%s", lay.mount[c], name);
+        if (lay.ver[c] != SBX_CG_NONE && exists(p)) {
+            printf("#   left behind: %s\n", p);
+            gone = false;
         }
-        if (!gone)
-            usleep(2000);
     }
     T_OK(gone, "real: remove_parents removes it: no %s dir left in any hierarchy", name);
 

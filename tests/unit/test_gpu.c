@@ -837,6 +837,12 @@ static void kernel_check(const sbx_cg_layout *lay, int ver, const char *what)
              WIFEXITED(st) ? WEXITSTATUS(st) : -1);
     }
     T_OK(sbx_cg_destroy(&cg, &err) == 0, "%s: cgroup removed (%s)", what, err.msg);
+    /* The shared parent stays after destroy (as for every sandbox); the
+     * test's own goes too. */
+    sbx_cg_remove_parents(&l, "sbxgputest");
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof(parent), "%s/sbxgputest", l.mount[SBX_CG_DEVICES]);
+    T_OK(access(parent, F_OK) < 0, "%s: its parent cgroup removed", what);
 }
 
 static void test_kernel(void)
