@@ -707,6 +707,20 @@ static int send_plan(sbx_sandbox *sb, const sbx_rootfs_plan *pl, bool one_shot, 
     return r < 0 ? sbx_fail_errno(err, -r, "sandbox setup: send the plan") : 0;
 }
 
+/* The plan's fields that the engine and the spec alone decide: all a
+ * child cloned before the engine opened needs for the root's base. */
+static void plan_from_spec(sbx_rootfs_plan *pl, const sbx_engine *eng, const sbx_spec *spec)
+{
+    snprintf(pl->user_home, sizeof(pl->user_home), "home/%s", spec->user_name ? spec->user_name : "user");
+    snprintf(pl->stage, sizeof(pl->stage), "%s", eng->stage_dir);
+    snprintf(pl->layer_mnt, sizeof(pl->layer_mnt), "%s", eng->layer_dir);
+    snprintf(pl->empty_dir, sizeof(pl->empty_dir), "%s", eng->empty_dir);
+    pl->disk_bytes = (spec->disk_mib ? spec->disk_mib : SBX_DEFAULT_DISK_MIB) << 20;
+    pl->uid_base = eng->uid_base;
+    pl->uid_count = eng->uid_count;
+    snprintf(pl->hostname, sizeof(pl->hostname), "%s", spec->hostname ? spec->hostname : "sbx");
+}
+
 /* sbx_sandbox_create, adopting pre's child if not NULL (it owns pre's
  * child, plan and socket from here, on failure too). */
 static int create(sbx_engine *eng, const sbx_spec *spec, struct prespawn *pre, sbx_sandbox **out, sbx_err *err)
@@ -783,20 +797,13 @@ static int create(sbx_engine *eng, const sbx_spec *spec, struct prespawn *pre, s
     }
     if (sbx_rootfs_plan_volumes(pl, spec->volumes, spec->n_volumes, err) < 0)
         goto fail;
-    snprintf(pl->user_home, sizeof(pl->user_home), "%s", sb->user_home + 1);
-    snprintf(pl->stage, sizeof(pl->stage), "%s", eng->stage_dir);
-    snprintf(pl->layer_mnt, sizeof(pl->layer_mnt), "%s", eng->layer_dir);
-    snprintf(pl->empty_dir, sizeof(pl->empty_dir), "%s", eng->empty_dir);
-    pl->disk_bytes = (spec->disk_mib ? spec->disk_mib : SBX_DEFAULT_DISK_MIB) << 20;
+    plan_from_spec(pl, eng, spec);
     pl->layer_img_fd = -1;
     if (spec->layer_dir) {
         if (sbx_layer_prepare(spec->layer_dir, pl->disk_bytes, &pl->layer_img_fd, err) < 0)
             goto fail;
         snprintf(pl->layer_dir, sizeof(pl->layer_dir), "%s", spec->layer_dir);
     }
-    pl->uid_base = eng->uid_base;
-    pl->uid_count = eng->uid_count;
-    snprintf(pl->hostname, sizeof(pl->hostname), "%s", spec->hostname ? spec->hostname : "sbx");
 
     /* Before the clone: the child's plan names the GPUs' files. */
     if (spec->gpu && *spec->gpu) {
@@ -923,11 +930,7 @@ int sbx_engine_open_run(const sbx_engine_config *cfg, const sbx_spec *spec, sbx_
         if (pl != MAP_FAILED) {
             pl->image_kind = SBX_IMAGE_HOST;
             pl->layer_img_fd = pl->etc_view_fd = -1;
-            snprintf(pl->stage, sizeof(pl->stage), "%s", eng->stage_dir);
-            pl->uid_base = eng->uid_base;
-            pl->uid_count = eng->uid_count;
-            pl->disk_bytes = (spec->disk_mib ? spec->disk_mib : SBX_DEFAULT_DISK_MIB) << 20;
-            snprintf(pl->user_home, sizeof(pl->user_home), "home/%s", user);
+            plan_from_spec(pl, eng, spec);
             sbx_err ignored = {0};
             if (spawn(eng, pl, true, true, &pre.pid, &pre.ctl, &ignored) == 0) {
                 pre.plan = pl;
