@@ -8,6 +8,9 @@
 # commands' order rotated every round, and each command's times pooled:
 # this VM's speed drifts by ~10% over seconds, and one block per command
 # moved the sbx/bwrap ratio by up to 0.05 between runs of one build.
+# Each command's block starts on a quiet machine (bench/quiet.py): bwrap
+# and unshare leave their network namespaces' teardown to a kworker, and
+# without the wait the next command's first few dozen launches pay for it.
 set -eu
 BUILD=${1:-build}
 RUNS=${RUNS:-300}
@@ -23,26 +26,28 @@ US="unshare -Urpfmnui"
 cd /tmp
 names=("sbx run /bin/true" "bwrap /bin/true" "unshare /bin/true" "bare /bin/true")
 cmds=("$SBX run -- /bin/true" "$BW /bin/true" "$US /bin/true" "/bin/true")
+QUIET="python3 $root/bench/quiet.py"
 for ((r = 0; r < ROUNDS; r++)); do
-    args=()
     for ((i = 0; i < ${#names[@]}; i++)); do
         k=$(((i + r) % ${#names[@]}))
-        args+=(-n "${names[k]}" "${cmds[k]}")
+        hyperfine -N --setup "$QUIET" --warmup 10 --runs $((RUNS / ROUNDS)) --export-json "$out/start.$r.$i.json" \
+            -n "${names[k]}" "${cmds[k]}" >/dev/null
     done
-    hyperfine -N --warmup 10 --runs $((RUNS / ROUNDS)) --export-json "$out/start.$r.json" "${args[@]}" >/dev/null
 done
-python3 - "$out" "$ROUNDS" <<'PY'
+python3 - "$out" "$ROUNDS" "${#names[@]}" <<'PY'
 import json, os, sys
-out, rounds = sys.argv[1], int(sys.argv[2])
+out, rounds, ncmd = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 merged = {}
 for r in range(rounds):
-    for res in json.load(open(os.path.join(out, "start.%d.json" % r)))["results"]:
-        merged.setdefault(res["command"], []).extend(res["times"])
-    os.remove(os.path.join(out, "start.%d.json" % r))
+    for i in range(ncmd):
+        f = os.path.join(out, "start.%d.%d.json" % (r, i))
+        for res in json.load(open(f))["results"]:
+            merged.setdefault(res["command"], []).extend(res["times"])
+        os.remove(f)
 order = ["sbx run /bin/true", "bwrap /bin/true", "unshare /bin/true", "bare /bin/true"]
 json.dump({"results": [{"command": c, "times": merged[c]} for c in order]}, open(os.path.join(out, "start.json"), "w"))
 PY
-hyperfine -N --warmup 5 --runs $((RUNS / 5)) --export-json "$out/python.json" \
+hyperfine -N --setup "$QUIET" --warmup 5 --runs $((RUNS / 5)) --export-json "$out/python.json" \
     -n "sbx run python3 -c pass" "$SBX run -- /usr/bin/python3 -c pass" \
     -n "bwrap python3 -c pass" "$BW /usr/bin/python3 -c pass" \
     -n "unshare python3 -c pass" "$US /usr/bin/python3 -c pass" \

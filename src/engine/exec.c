@@ -248,7 +248,7 @@ int sbx_sandbox_exec(sbx_sandbox *sb, const sbx_exec_spec *xs, sbx_exec_result *
     struct capture out = {.fd = -1}, errc = {.fd = -1};
     int chan[2] = {-1, -1}, fds[4], nfds = 0, rc = -1;
     int po[2] = {-1, -1}, pe[2] = {-1, -1};
-    uint32_t flags = sb->one_shot ? SBX_EXEC_LAST : 0;
+    uint32_t flags = sb->one_shot ? SBX_EXEC_LAST | SBX_EXEC_QUIET : 0;
     size_t cap = xs->capture_max ? xs->capture_max : DEFAULT_CAPTURE;
     uint64_t id = __atomic_add_fetch(&sb->next_exec, 1, __ATOMIC_RELAXED);
 

@@ -309,7 +309,8 @@ static void handle_exec(size_t len, int *fds, int nfds)
         nanosleep(&ts, NULL);
         pid = clone(exec_child_start, exec_stack + sizeof(exec_stack), CLONE_VM | CLONE_VFORK | SIGCHLD, &xa);
     }
-    if (xa.pinned)
+    /* A LAST command is init's only one: its pin no longer matters. */
+    if (xa.pinned && !(m->flags & SBX_EXEC_LAST))
         sched_setaffinity(0, sizeof(init_cpus), &init_cpus);
     if (pid < 0) {
         send_started(chan, 0, errno, SBX_STAGE_FORK);
@@ -319,7 +320,8 @@ static void handle_exec(size_t len, int *fds, int nfds)
         send_started(chan, 0, exec_failed.err, exec_failed.stage); /* the child exited; reaped below */
         goto out;
     }
-    send_started(chan, pid, 0, SBX_STAGE_NONE);
+    if (!(m->flags & SBX_EXEC_QUIET))
+        send_started(chan, pid, 0, SBX_STAGE_NONE);
     kids[nkids++] = (struct kid){pid, chan, m->exec_id, (m->flags & SBX_EXEC_LAST) != 0};
     chan = -1; /* kept for the EXIT message */
 out:
