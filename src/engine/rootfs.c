@@ -583,13 +583,20 @@ static int build_host_image(const sbx_rootfs_plan *pl, const char **what)
     return 0;
 }
 
+/* A throwaway root on the host image: a tmpfs of its own, built in the
+ * order of sbx_rootfs_build_base, then the image. */
+static bool fresh_root(const sbx_rootfs_plan *pl)
+{
+    return pl->image_kind == SBX_IMAGE_HOST && pl->layer_img_fd < 0;
+}
+
 /* The writable layer and the root mount at plan->stage. */
 static int build_root(const sbx_rootfs_plan *pl, const char **what)
 {
     char opts[3 * PATH_MAX + 64];
     uint32_t base = pl->uid_base;
     unsigned long long kib = (unsigned long long)(pl->disk_bytes / 1024);
-    if (pl->image_kind == SBX_IMAGE_HOST && pl->layer_img_fd < 0) {
+    if (fresh_root(pl)) {
         /* Throwaway run: the root itself is the size-limited tmpfs, and
          * /dev a directory of it (one tmpfs less to make and tear down per
          * launch, ~0.03 ms), so it is not nodev. Safe: the only device
@@ -631,13 +638,6 @@ static int build_root(const sbx_rootfs_plan *pl, const char **what)
      * devices would answer them. Only /dev, its own mount, has nodes. */
     TRY("mount root overlay", mount("sbx-root", pl->stage, "overlay", MS_NOSUID | MS_NODEV, opts));
     return 0;
-}
-
-/* A throwaway root on the host image: a tmpfs of its own, built in the
- * order of sbx_rootfs_build_base, then the image. */
-static bool fresh_root(const sbx_rootfs_plan *pl)
-{
-    return pl->image_kind == SBX_IMAGE_HOST && pl->layer_img_fd < 0;
 }
 
 /* The skeleton dirs, /dev and /proc of the new root. */

@@ -721,6 +721,17 @@ static void plan_from_spec(sbx_rootfs_plan *pl, const sbx_engine *eng, const sbx
     snprintf(pl->hostname, sizeof(pl->hostname), "%s", spec->hostname ? spec->hostname : "sbx");
 }
 
+/* A plan in its own private mapping (see create), its fds none yet;
+ * NULL if out of memory. */
+static sbx_rootfs_plan *plan_map(void)
+{
+    sbx_rootfs_plan *pl = mmap(NULL, sizeof(*pl), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (pl == MAP_FAILED)
+        return NULL;
+    pl->layer_img_fd = pl->etc_view_fd = -1;
+    return pl;
+}
+
 /* sbx_sandbox_create, adopting pre's child if not NULL (it owns pre's
  * child, plan and socket from here, on failure too). */
 static int create(sbx_engine *eng, const sbx_spec *spec, struct prespawn *pre, sbx_sandbox **out, sbx_err *err)
@@ -734,14 +745,7 @@ static int create(sbx_engine *eng, const sbx_spec *spec, struct prespawn *pre, s
     /* The plan gets its own mapping: the child drops its copy once the
      * root is built, so a live sandbox's init keeps none of it (a one-shot
      * sandbox's init, which ends with its command, does not bother). */
-    sbx_rootfs_plan *pl =
-        pre ? pre->plan : mmap(NULL, sizeof(*pl), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (pl == MAP_FAILED) {
-        pl = NULL;
-    } else {
-        pl->layer_img_fd = -1;
-        pl->etc_view_fd = -1;
-    }
+    sbx_rootfs_plan *pl = pre ? pre->plan : plan_map();
     if (!sb || !pl) {
         free(sb);
         if (pre)
@@ -798,7 +802,6 @@ static int create(sbx_engine *eng, const sbx_spec *spec, struct prespawn *pre, s
     if (sbx_rootfs_plan_volumes(pl, spec->volumes, spec->n_volumes, err) < 0)
         goto fail;
     plan_from_spec(pl, eng, spec);
-    pl->layer_img_fd = -1;
     if (spec->layer_dir) {
         if (sbx_layer_prepare(spec->layer_dir, pl->disk_bytes, &pl->layer_img_fd, err) < 0)
             goto fail;
@@ -926,10 +929,9 @@ int sbx_engine_open_run(const sbx_engine_config *cfg, const sbx_spec *spec, sbx_
     const char *user = spec->user_name ? spec->user_name : "user";
     if (eng->init_exe_fd < 0 && host_image && !spec->layer_dir && !(spec->gpu && *spec->gpu) &&
         sbx_valid_user_name(user) && spec->disk_mib <= (1u << 24)) {
-        sbx_rootfs_plan *pl = mmap(NULL, sizeof(*pl), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (pl != MAP_FAILED) {
+        sbx_rootfs_plan *pl = plan_map();
+        if (pl) {
             pl->image_kind = SBX_IMAGE_HOST;
-            pl->layer_img_fd = pl->etc_view_fd = -1;
             plan_from_spec(pl, eng, spec);
             sbx_err ignored = {0};
             if (spawn(eng, pl, true, true, &pre.pid, &pre.ctl, &ignored) == 0) {
