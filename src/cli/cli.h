@@ -14,8 +14,8 @@ int cli_step_wanted(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
 
-/* Engine configuration from SBX_* environment variables. */
-int cli_engine_open(sbx_engine **eng, sbx_err *err);
-/* The engine configuration from the environment (SBX_*). */
+/* The engine configuration from the SBX_* environment variables. */
 int cli_engine_config(sbx_engine_config *cfg, sbx_err *err);
+/* Opens the engine with that configuration. */
+int cli_engine_open(sbx_engine **eng, sbx_err *err);
 #endif

@@ -713,7 +713,6 @@ int sbx_rootfs_build_base(const sbx_rootfs_plan *pl, const char **what)
 
 int sbx_rootfs_build(const sbx_rootfs_plan *pl, bool base_built, const char **what)
 {
-    char p[PATH_MAX];
     uint32_t base = pl->uid_base;
     int r;
     bool fresh = fresh_root(pl);
@@ -725,8 +724,7 @@ int sbx_rootfs_build(const sbx_rootfs_plan *pl, bool base_built, const char **wh
         if ((r = build_root(pl, what)) < 0)
             return r;
         /* A tmpfs root was mounted owned by root inside (uid=, gid=). */
-        sbx_pathf(p, sizeof(p), "%s", pl->stage);
-        TRY("chown root", chown(p, base, base));
+        TRY("chown root", chown(pl->stage, base, base));
     }
     if (pl->image_kind == SBX_IMAGE_HOST && (r = build_host_image(pl, what)) < 0)
         return r;

@@ -424,6 +424,9 @@ bool sbx_valid_user_name(const char *s)
     return ok && strcmp(s, "root") != 0;
 }
 
+/* The largest memory and disk size a spec may ask for: 16 TiB. */
+#define MAX_MIB (1u << 24)
+
 static int check_spec(const sbx_engine *eng, const sbx_spec *s, sbx_err *err)
 {
     if (s->id && !sbx_valid_name(s->id))
@@ -441,13 +444,13 @@ static int check_spec(const sbx_engine *eng, const sbx_spec *s, sbx_err *err)
         return sbx_fail(err, SBX_E_INVALID, "cpu %g is out of range (allowed: 0.01 to 1024 cores, 0 = no limit)", s->cpus);
     if (s->cpus > 0 && s->cpus < 0.01)
         return sbx_fail(err, SBX_E_INVALID, "cpu %g is out of range (allowed: 0.01 to 1024 cores, 0 = no limit)", s->cpus);
-    if (s->memory_mib && (s->memory_mib < 6 || s->memory_mib > (1u << 24)))
+    if (s->memory_mib && (s->memory_mib < 6 || s->memory_mib > MAX_MIB))
         return sbx_fail(err, SBX_E_INVALID, "memory %llu MiB is out of range (allowed: 6 to 16777216 MiB, 0 = no limit)",
                         (unsigned long long)s->memory_mib);
     if (s->pids > (1u << 22))
         return sbx_fail(err, SBX_E_INVALID, "pids %llu is out of range (allowed: 1 to 4194304, 0 = no limit)",
                         (unsigned long long)s->pids);
-    if (s->disk_mib > (1u << 24))
+    if (s->disk_mib > MAX_MIB)
         return sbx_fail(err, SBX_E_INVALID, "disk %llu MiB is out of range (allowed: 1 to 16777216 MiB)",
                         (unsigned long long)s->disk_mib);
     if (s->user_name && !sbx_valid_user_name(s->user_name))
@@ -932,7 +935,7 @@ int sbx_engine_open_run(const sbx_engine_config *cfg, const sbx_spec *spec, sbx_
     bool host_image = !spec->image || !*spec->image || strcmp(spec->image, "host") == 0;
     const char *user = spec->user_name ? spec->user_name : "user";
     if (eng->init_exe_fd < 0 && host_image && !spec->layer_dir && !(spec->gpu && *spec->gpu) &&
-        sbx_valid_user_name(user) && spec->disk_mib <= (1u << 24)) {
+        sbx_valid_user_name(user) && spec->disk_mib <= MAX_MIB) {
         sbx_rootfs_plan *pl = plan_map();
         if (pl) {
             pl->image_kind = SBX_IMAGE_HOST;
